@@ -1,0 +1,65 @@
+"""The agent's local REST API (see api/agent-api.md), as an aiohttp application."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from axoneme.agent.cni import CNIRequestError, parse_request
+from axoneme.agent.service import AgentService
+from axoneme.endpoint.manager import EndpointError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, code: int, msg: str, details: str = "") -> web.Response:
+    return web.json_response({"code": code, "msg": msg, "details": details}, status=status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        return _error(exc.status, 4, exc.reason)
+    except CNIRequestError as exc:
+        return _error(400, exc.code, exc.msg, exc.details)
+    except EndpointError as exc:
+        return _error(500, exc.code, exc.msg, exc.details)
+    except Exception as exc:  # the API must answer, never hang up on the plugin
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, 999, "internal agent error", repr(exc))
+
+
+def build_app(service: AgentService) -> web.Application:
+    app = web.Application(middlewares=[errors])
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "node": service.node})
+
+    async def status(_: web.Request) -> web.Response:
+        return web.json_response(await service.status())
+
+    async def endpoints(_: web.Request) -> web.Response:
+        return web.json_response([e.to_api() for e in service.endpoints()])
+
+    async def cni(request: web.Request) -> web.Response:
+        command = request.match_info["command"].upper()
+        try:
+            body: Any = await request.json()
+        except json.JSONDecodeError as exc:
+            raise CNIRequestError(6, "request body is not JSON", str(exc)) from exc
+        req = parse_request(command, body)
+        return web.json_response(await service.handle_cni(req))
+
+    app.router.add_get("/v1/healthz", healthz)
+    app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/endpoints", endpoints)
+    app.router.add_post("/v1/cni/{command}", cni)
+    return app

@@ -1,0 +1,49 @@
+"""Agent configuration: flags, defaults, and the checks on them."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SOCKET = Path("/var/run/axoneme/agent.sock")
+DEFAULT_STATE_DIR = Path("/var/lib/axoneme")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node: str
+    store: str  # "http://host:port" (etcd) or "embedded:/path/to/file.json"
+    state_dir: Path = DEFAULT_STATE_DIR
+    socket: Path = DEFAULT_SOCKET
+    enable_ip_forward: bool = True
+    log_level: str = "INFO"
+
+
+def parse_args(argv: list[str] | None = None) -> AgentConfig:
+    p = argparse.ArgumentParser(prog="axoneme-agent", description="Axoneme node agent")
+    p.add_argument("--node", required=True, help="this node's name (its Node resource)")
+    p.add_argument(
+        "--store",
+        required=True,
+        help="etcd endpoint (http://HOST:PORT) or embedded:PATH for a single node",
+    )
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument("--socket", type=Path, default=DEFAULT_SOCKET)
+    p.add_argument(
+        "--no-ip-forward",
+        action="store_true",
+        help="do not enable IPv4 forwarding in this network namespace",
+    )
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ns = p.parse_args(argv)
+    if not ns.store.startswith(("http://", "unix:", "embedded:")):
+        p.error(f"--store: {ns.store!r} must be http://HOST:PORT, unix:PATH or embedded:PATH")
+    return AgentConfig(
+        node=ns.node,
+        store=ns.store,
+        state_dir=ns.state_dir,
+        socket=ns.socket,
+        enable_ip_forward=not ns.no_ip_forward,
+        log_level=ns.log_level,
+    )

@@ -1,0 +1,135 @@
+"""``axoneme-agent``: the composition root and lifecycle of one node's agent.
+
+Start order (stop is the reverse): store → own Node (pod CIDR) → endpoint
+state restored → host device and forwarding → local API → node routes.
+Endpoint state lives in ``state_dir`` and is restored before the API serves,
+so a restarted agent answers with the addresses its pods already hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from axoneme.agent.api import build_app
+from axoneme.agent.config import AgentConfig, parse_args
+from axoneme.agent.noderoutes import NodeRoutes
+from axoneme.agent.service import AgentService
+from axoneme.datapath.linux import netdev
+from axoneme.datapath.linux.driver import NetlinkDriver
+from axoneme.endpoint.manager import EndpointManager
+from axoneme.ipam.hostscope import IPAMError
+from axoneme.k8s.objects import parse_node
+from axoneme.store.etcd import EtcdStore
+from axoneme.store.informer import run_informer
+from axoneme.store.memory import MemoryStore
+from axoneme.store.types import Key, Store, StoreError
+
+log = logging.getLogger("axoneme.agent")
+
+
+def open_store(spec: str) -> Store:
+    if spec.startswith("embedded:"):
+        return MemoryStore(Path(spec.removeprefix("embedded:")))
+    return EtcdStore(spec)
+
+
+async def wait_for_pod_cidr(store: Store, node: str) -> str:
+    """Block until this node's Node resource exists with a pod CIDR (as Cilium does)."""
+    warned = False
+    while True:
+        try:
+            raw = await store.get(Key("Node", "", node))
+            if raw is not None:
+                cidrs = parse_node(raw).pod_cidrs
+                if cidrs:
+                    return cidrs[0]
+            reason = f"Node {node} has no spec.podCIDR yet"
+        except StoreError as exc:
+            reason = str(exc)
+        if not warned:
+            log.warning("waiting for a pod CIDR: %s", reason)
+            warned = True
+        await asyncio.sleep(0.5)
+
+
+async def serve_unix(app: web.Application, path: Path) -> web.AppRunner:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_socket():
+        path.unlink()  # left by a killed agent; we hold the node, nobody else serves it
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    old = os.umask(0o177)  # the socket is born root-only: no window where others connect
+    try:
+        await web.UnixSite(runner, str(path)).start()
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return runner
+
+
+async def run(config: AgentConfig) -> int:
+    store = open_store(config.store)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        pod_cidr = await wait_for_pod_cidr(store, config.node)
+        try:
+            manager = EndpointManager(config.state_dir / "state.json", pod_cidr, NetlinkDriver())
+        except IPAMError as exc:
+            log.error("%s", exc)
+            return 1
+        for action in await asyncio.to_thread(manager.restore):
+            log.info("restore: %s", action)
+        await asyncio.to_thread(netdev.ensure_host_device, manager.router_ip)
+        if config.enable_ip_forward:
+            netdev.write_sysctl("net.ipv4.ip_forward", "1")
+        service = AgentService(config.node, store, manager, pod_cidr)
+        runner = await serve_unix(build_app(service), config.socket)
+        log.info(
+            "agent for node %s serving on %s (pod CIDR %s, %d endpoints restored)",
+            config.node,
+            config.socket,
+            pod_cidr,
+            len(manager.endpoints()),
+        )
+        routes = NodeRoutes(config.node)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                informer = tg.create_task(
+                    run_informer(store, "Node", routes.on_sync, routes.on_event),
+                    name="node-routes-informer",
+                )
+                resync = tg.create_task(routes.resync_forever(), name="node-routes-resync")
+                await stop.wait()
+                informer.cancel()
+                resync.cancel()
+        finally:
+            await runner.cleanup()
+            if config.socket.is_socket():
+                config.socket.unlink()
+        return 0
+    finally:
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    sys.exit(asyncio.run(run(config)))
+
+
+if __name__ == "__main__":
+    main()

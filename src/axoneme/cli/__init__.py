@@ -1,0 +1,1 @@
+"""The ``axoneme`` command line: lab, resources, probes, agent status."""

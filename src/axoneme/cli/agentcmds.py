@@ -1,0 +1,70 @@
+"""``axoneme status`` and ``axoneme endpoint list``: what the node agents report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axoneme.api.client import AgentAPIError, AgentClient, AgentUnavailableError
+from axoneme.cli.context import AgentRef
+from axoneme.cli.output import table
+
+
+def _ask(ref: AgentRef, path: str) -> Any:
+    return AgentClient(ref.socket, timeout=5).get(path)
+
+
+def status_text(refs: list[AgentRef], verbose: bool) -> tuple[str, bool]:
+    """The status report, and whether every agent answered."""
+    blocks, healthy = [], True
+    for ref in refs:
+        try:
+            s = _ask(ref, "/v1/status")
+        except (AgentUnavailableError, AgentAPIError) as exc:
+            healthy = False
+            blocks.append(f"Node:       {ref.node}\nAxoneme:    Failure   {exc}")
+            continue
+        lines = [
+            f"Node:       {s['node']}",
+            f"KVStore:    {s['store']}",
+            "Axoneme:    Ok",
+            f"IPAM:       IPv4: {s['ipam']['summary']}",
+            f"Endpoints:  {s['endpoints']['ready']}/{s['endpoints']['total']} ready",
+            "Routing:    Network: Native (kernel routes between nodes)   Host: Legacy",
+            f"Uptime:     {s['uptimeSeconds']}s",
+        ]
+        if verbose:
+            lines.append(f"Router IP:  {s['routerIP']}")
+            lines.append("Allocated addresses:")
+            lines += [f"  {ip} ({owner})" for ip, owner in s["ipam"]["addresses"].items()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks), healthy
+
+
+def endpoint_rows(refs: list[AgentRef]) -> tuple[str, bool]:
+    rows: list[list[str]] = []
+    healthy = True
+    for ref in refs:
+        try:
+            endpoints = _ask(ref, "/v1/endpoints")
+        except (AgentUnavailableError, AgentAPIError) as exc:
+            healthy = False
+            rows.append([ref.node, "-", "-", f"(agent unavailable: {exc})", "-", "-"])
+            continue
+        for ep in endpoints:
+            labels = _labels(ep)
+            identity = str(ep["identity"]) if ep["identity"] is not None else "(pending)"
+            first = labels[0] if labels else "(none)"
+            rows.append([ref.node, str(ep["id"]), identity, first, ep["ipv4"], ep["state"]])
+            rows += [["", "", "", extra, "", ""] for extra in labels[1:]]
+    return table(
+        ["NODE", "ENDPOINT", "IDENTITY", "LABELS (source:key[=value])", "IPv4", "STATUS"], rows
+    ), healthy
+
+
+def _labels(ep: dict[str, Any]) -> list[str]:
+    labels = [f"k8s:{k}={v}" for k, v in sorted(ep["labels"].items())]
+    if ep["namespace"]:
+        labels.append(f"k8s:io.kubernetes.pod.namespace={ep['namespace']}")
+    if not labels:
+        labels.append(f"container:{ep['containerId'][:12]}")
+    return labels

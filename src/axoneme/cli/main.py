@@ -1,0 +1,206 @@
+"""``axoneme``: the command-line entry point and its argument grammar."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from axoneme.cli.context import CLIError, agents
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="axoneme", description="Axoneme: eBPF networking for clusters")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    lab = sub.add_parser("lab", help="build, inspect or remove the local multi-node lab")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="up|down|status")
+    up = lab_sub.add_parser("up", help="build a lab and start its agents and store")
+    up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    up.add_argument("--pod-cidr", default="10.42.0.0/16", help="cluster pod CIDR")
+    up.add_argument("--pod-cidr-mask", type=int, default=24, help="each node's pod CIDR size")
+    lab_sub.add_parser("down", help="remove everything the lab created")
+    lab_sub.add_parser("status", help="nodes, agents and store health")
+
+    apply = sub.add_parser("apply", help="create or update resources from a manifest")
+    apply.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
+    delete = sub.add_parser("delete", help="delete the resources of a manifest")
+    delete.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
+
+    get = sub.add_parser("get", help="list pods, nodes or namespaces")
+    get.add_argument("resource", help="pods, nodes or namespaces")
+    scope = get.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", help="namespace (default: default)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true")
+    get.add_argument("-o", "--output", choices=["wide", "yaml", "json"])
+
+    ex = sub.add_parser("exec", help="run a command in a pod's network namespace")
+    ex.add_argument("pod", help="NAMESPACE/NAME")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ...")
+
+    probe = sub.add_parser("probe", help="test reachability: SRC DST:PORT/PROTO")
+    probe.add_argument("src", nargs="?", help="NS/POD or node:NAME")
+    probe.add_argument(
+        "dst", nargs="?", help="NS/POD:PORT/PROTO, node:NAME:PORT/PROTO or IP:PORT/PROTO"
+    )
+    probe.add_argument("-f", "--file", help="file of 'SRC DST:PORT/PROTO' lines, - for stdin")
+    probe.add_argument("--timeout", type=float, default=2.0, help="seconds per probe (default 2)")
+
+    status = sub.add_parser("status", help="agent status")
+    status.add_argument("--verbose", action="store_true")
+    status.add_argument("--node", help="only this lab node")
+
+    ep = sub.add_parser("endpoint", help="endpoints on the nodes")
+    ep_sub = ep.add_subparsers(dest="endpoint_command", required=True, metavar="list")
+    ep_list = ep_sub.add_parser("list", help="list endpoints")
+    ep_list.add_argument("--node", help="only this lab node")
+    return p
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from axoneme.lab import control
+    from axoneme.lab.topology import LabConfig
+
+    if args.lab_command == "up":
+        config = LabConfig(args.nodes, args.pod_cidr, args.pod_cidr_mask)
+        try:
+            config.validate()
+            state = control.up(config)
+        except (ValueError, control.LabError) as exc:
+            raise CLIError(str(exc)) from exc
+        for node in state["nodes"]:
+            print(
+                f"node {node['name']}: {node['ip']}  pod CIDR {node['pod_cidr']}  "
+                f"netns {node['netns']}"
+            )
+        print(f"store: etcd at {state['store']['url']} (unix:{state['store']['unix']})")
+        print("lab is up; remove it with: axoneme lab down")
+        return 0
+    if args.lab_command == "down":
+        swept = control.down()
+        print(f"lab removed (swept: {swept})")
+        left = control.leftovers()
+        if not left.empty:
+            raise CLIError(f"could not remove: {left}")
+        return 0
+    return _lab_status(control)
+
+
+def _lab_status(control: object) -> int:
+    from axoneme.api.client import AgentClient, AgentUnavailableError
+    from axoneme.cli.output import table
+    from axoneme.lab import control as ctl
+
+    state = ctl.read_state()
+    if state is None or not ctl.alive(state.get("supervisorPid")):
+        print("no lab is running")
+        return 1
+    rows, ok = [], True
+    for n in state["nodes"]:
+        pid = n.get("agentPid")
+        try:
+            AgentClient(Path(n["socket"]), timeout=3).get("/v1/healthz")
+            health = "Ok"
+        except AgentUnavailableError as exc:
+            health, ok = f"Failure ({exc})", False
+        rows.append([n["name"], n["ip"], n["pod_cidr"], str(pid), str(n["agentRestarts"]), health])
+    print(table(["NODE", "IP", "POD CIDR", "AGENT PID", "RESTARTS", "AGENT"], rows))
+    store_ok = asyncio.run(_store_health())
+    print(f"store: {store_ok}")
+    return 0 if ok and store_ok.startswith("Ok") else 1
+
+
+async def _store_health() -> str:
+    from axoneme.cli.context import open_store
+    from axoneme.store.types import StoreError
+
+    store = open_store()
+    try:
+        return await store.health()
+    except StoreError as exc:
+        return f"Failure: {exc}"
+    finally:
+        await store.close()
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from axoneme.cli.probe import run_probes
+    from axoneme.probe.run import format_result, worst_exit_code
+    from axoneme.probe.spec import ProbeSpecError, parse_probe_file, parse_probe_line
+
+    if args.timeout <= 0:
+        raise CLIError(f"--timeout: {args.timeout} must be positive")
+    try:
+        if args.file:
+            if args.src or args.dst:
+                raise CLIError("give either -f FILE or SRC DST:PORT/PROTO, not both")
+            text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+            specs = parse_probe_file(text)
+        else:
+            if not (args.src and args.dst):
+                raise CLIError("usage: axoneme probe SRC DST:PORT/PROTO (or -f FILE)")
+            specs = [parse_probe_line(f"{args.src} {args.dst}")]
+    except ProbeSpecError as exc:
+        raise CLIError(str(exc)) from exc
+    except OSError as exc:
+        raise CLIError(f"-f {args.file}: {exc.strerror}") from exc
+    results = asyncio.run(run_probes(specs, args.timeout))
+    for spec, result in zip(specs, results, strict=True):
+        print(format_result(spec, result))
+    return worst_exit_code(results)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    if args.command == "lab":
+        return _lab(args)
+    if args.command in ("apply", "delete", "get"):
+        from axoneme.cli import resources
+
+        if args.command == "apply":
+            for line in asyncio.run(resources.apply(args.filename)):
+                print(line)
+            return 0
+        if args.command == "delete":
+            done, missing = asyncio.run(resources.delete(args.filename))
+            for line in done:
+                print(line)
+            for line in missing:
+                print(f"error: {line}", file=sys.stderr)
+            return 1 if missing else 0
+        kind = resources.kind_of(args.resource)
+        items = asyncio.run(resources.get(kind, args.namespace, args.all_namespaces))
+        print(resources.render(kind, items, args.output or "", args.all_namespaces))
+        return 0
+    if args.command == "exec":
+        from axoneme.cli.probe import exec_in_pod
+
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        asyncio.run(exec_in_pod(args.pod, cmd))
+        return 0  # not reached: exec replaces the process
+    if args.command == "probe":
+        return _probe(args)
+    from axoneme.cli import agentcmds
+
+    if args.command == "status":
+        text, ok = agentcmds.status_text(agents(args.node), args.verbose)
+    else:
+        text, ok = agentcmds.endpoint_rows(agents(args.node))
+    print(text)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        code = dispatch(args)
+    except CLIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""``axoneme probe`` and ``axoneme exec``: resolve lab names to namespaces and addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from typing import Any
+
+from axoneme.cli.context import CLIError, open_store
+from axoneme.lab.control import require_state
+from axoneme.lab.topology import pod_netns
+from axoneme.probe.run import ProbeError, ProbeResult, ProbeTarget, probe_many
+from axoneme.probe.spec import ProbeSpec, endpoint_kind
+from axoneme.store.types import Key, Store
+
+
+async def _pod(store: Store, ref: str) -> dict[str, Any]:
+    namespace, _, name = ref.partition("/")
+    pod = await store.get(Key("Pod", namespace, name))
+    if pod is None:
+        raise CLIError(f"pod {ref} not found")
+    return pod
+
+
+def _pod_netns_path(pod: dict[str, Any], ref: str) -> str:
+    if pod.get("status", {}).get("phase") != "Running":
+        raise CLIError(f"pod {ref} is not running (status {pod.get('status', {}).get('phase')})")
+    meta = pod["metadata"]
+    return f"/run/netns/{pod_netns(meta['namespace'], meta['name'], meta['uid'])}"
+
+
+class Resolver:
+    """Names → netns paths and IPs, with one store read per distinct name."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._nodes = {n["name"]: n for n in require_state()["nodes"]}
+        self._pods: dict[str, dict[str, Any]] = {}
+
+    def _node(self, ref: str) -> dict[str, Any]:
+        name = ref.removeprefix("node:")
+        if name not in self._nodes:
+            raise CLIError(f"{ref}: no such lab node (nodes: {', '.join(self._nodes)})")
+        node: dict[str, Any] = self._nodes[name]
+        return node
+
+    async def pod(self, ref: str) -> dict[str, Any]:
+        if ref not in self._pods:
+            self._pods[ref] = await _pod(self._store, ref)
+        return self._pods[ref]
+
+    async def source(self, ref: str) -> str:
+        if endpoint_kind(ref) == "node":
+            return f"/run/netns/{self._node(ref)['netns']}"
+        return _pod_netns_path(await self.pod(ref), ref)
+
+    async def destination(self, ref: str) -> str:
+        kind = endpoint_kind(ref)
+        if kind == "ip":
+            return str(ipaddress.ip_address(ref))
+        if kind == "node":
+            return str(self._node(ref)["ip"])
+        pod = await self.pod(ref)
+        ip = pod.get("status", {}).get("podIP")
+        if not ip:
+            raise CLIError(f"pod {ref} has no IP yet")
+        return str(ip)
+
+
+async def run_probes(specs: list[ProbeSpec], timeout: float) -> list[ProbeResult]:
+    store = open_store()
+    try:
+        resolver = Resolver(store)
+        targets = [
+            ProbeTarget(
+                await resolver.source(s.src), await resolver.destination(s.dst), s.port, s.proto
+            )
+            for s in specs
+        ]
+    finally:
+        await store.close()
+    try:
+        return await probe_many(targets, timeout)
+    except ProbeError as exc:
+        raise CLIError(str(exc)) from exc
+
+
+async def exec_in_pod(ref: str, command: list[str]) -> None:
+    if "/" not in ref:
+        raise CLIError(f"{ref!r}: give the pod as NAMESPACE/NAME")
+    if not command:
+        raise CLIError("no command given (axoneme exec NS/POD -- CMD ...)")
+    store = open_store()
+    try:
+        path = _pod_netns_path(await _pod(store, ref), ref)
+    finally:
+        await store.close()
+    sys.stdout.flush()
+    os.execvp("ip", ["ip", "netns", "exec", os.path.basename(path), *command])

@@ -1,0 +1,188 @@
+"""``axoneme apply|delete|get``: Kubernetes manifests in, Kubernetes-shaped output out."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from axoneme.cli.context import CLIError, open_store
+from axoneme.cli.output import age, table
+from axoneme.k8s.apply import merge, new_object
+from axoneme.k8s.errors import ValidationError
+from axoneme.k8s.manifest import parse_manifest
+from axoneme.k8s.objects import DEFAULT_NAMESPACE
+from axoneme.store.types import ConflictError, Key, Store, StoreError
+
+KIND_ALIASES = {
+    "pods": "Pod",
+    "pod": "Pod",
+    "po": "Pod",
+    "nodes": "Node",
+    "node": "Node",
+    "no": "Node",
+    "namespaces": "Namespace",
+    "namespace": "Namespace",
+    "ns": "Namespace",
+}
+# Namespaces must exist before what goes in them, and outlive it.
+APPLY_ORDER = {"Namespace": 0, "Node": 1, "Pod": 2}
+
+
+def read_manifest(path: str) -> list[dict[str, Any]]:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise CLIError(f"-f {path}: {exc.strerror}") from exc
+    try:
+        return parse_manifest(text, "stdin" if path == "-" else path)
+    except ValidationError as exc:
+        raise CLIError(str(exc)) from exc
+
+
+async def _check_namespaces(store: Store, objects: list[dict[str, Any]]) -> None:
+    declared = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
+    for obj in objects:
+        ns = obj["metadata"].get("namespace")
+        if (
+            obj["kind"] == "Pod"
+            and ns not in declared
+            and await store.get(Key("Namespace", "", ns)) is None
+        ):
+            raise CLIError(
+                f"{Key.of(obj)}: metadata.namespace: namespace {ns!r} not found "
+                "(create it first, or put it in the same manifest)"
+            )
+
+
+async def apply(path: str) -> list[str]:
+    objects = sorted(read_manifest(path), key=lambda o: APPLY_ORDER[o["kind"]])
+    store = open_store()
+    try:
+        await _check_namespaces(store, objects)
+        # Work out every write before doing any, so a forbidden change applies nothing.
+        writes: list[tuple[dict[str, Any], int | None, str]] = []
+        for obj in objects:
+            stored = await store.get(Key.of(obj))
+            if stored is None:
+                writes.append((new_object(obj), None, "created"))
+                continue
+            try:
+                updated = merge(stored, obj)
+            except ValidationError as exc:
+                raise CLIError(f"{Key.of(obj)}: {exc}") from exc
+            verb = "unchanged" if updated == stored else "configured"
+            writes.append((updated, int(stored["metadata"]["resourceVersion"]), verb))
+        lines = []
+        for obj, revision, verb in writes:
+            if verb == "created":
+                await store.create(obj)
+            elif verb == "configured":
+                await store.put(obj, expect_revision=revision)
+            lines.append(f"{obj['kind'].lower()}/{obj['metadata']['name']} {verb}")
+        return lines
+    except ConflictError as exc:
+        raise CLIError(f"{exc}; someone changed it meanwhile, apply again") from exc
+    except StoreError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        await store.close()
+
+
+async def delete(path: str) -> tuple[list[str], list[str]]:
+    objects = sorted(read_manifest(path), key=lambda o: -APPLY_ORDER[o["kind"]])
+    store = open_store()
+    done, missing = [], []
+    try:
+        for obj in objects:
+            key = Key.of(obj)
+            name = f"{obj['kind'].lower()}/{key.name}"
+            if obj["kind"] == "Namespace":
+                # Deleting a namespace deletes what is in it, as in Kubernetes.
+                for pod in (await store.list("Pod", key.name)).items:
+                    await store.delete(Key.of(pod))
+            if await store.delete(key):
+                done.append(f"{name} deleted")
+            else:
+                missing.append(f"{name} not found")
+        return done, missing
+    except StoreError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        await store.close()
+
+
+def kind_of(word: str) -> str:
+    try:
+        return KIND_ALIASES[word.lower()]
+    except KeyError:
+        raise CLIError(
+            f"resource type {word!r} is not known (use pods, nodes or namespaces)"
+        ) from None
+
+
+async def get(kind: str, namespace: str | None, all_namespaces: bool) -> list[dict[str, Any]]:
+    store = open_store()
+    try:
+        ns = None if (all_namespaces or kind != "Pod") else (namespace or DEFAULT_NAMESPACE)
+        return (await store.list(kind, ns)).items
+    except StoreError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        await store.close()
+
+
+def as_list(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
+
+
+def render(kind: str, items: list[dict[str, Any]], output: str, all_namespaces: bool) -> str:
+    if output == "json":
+        return json.dumps(as_list(items), indent=2)
+    if output == "yaml":
+        return yaml.safe_dump(as_list(items), sort_keys=False).rstrip()
+    wide = output == "wide"
+    if not items:
+        return "No resources found."
+    if kind == "Pod":
+        headers = ["NAME", "READY", "STATUS", "AGE"] + (["IP", "NODE"] if wide else [])
+        rows = []
+        for p in items:
+            status = p.get("status", {})
+            phase = status.get("phase", "Pending")
+            shown = status.get("reason") if phase == "Pending" and status.get("reason") else phase
+            ready = "1/1" if phase == "Running" else "0/1"
+            row = [p["metadata"]["name"], ready, shown, age(p["metadata"].get("creationTimestamp"))]
+            if wide:
+                row += [status.get("podIP", "<none>"), p.get("spec", {}).get("nodeName", "<none>")]
+            rows.append(([p["metadata"]["namespace"]] if all_namespaces else []) + row)
+        return table((["NAMESPACE"] if all_namespaces else []) + headers, rows)
+    if kind == "Node":
+        headers = ["NAME", "STATUS", "ROLES", "AGE"] + (["INTERNAL-IP", "POD-CIDR"] if wide else [])
+        rows = []
+        for n in items:
+            addrs = {a["type"]: a["address"] for a in n.get("status", {}).get("addresses", [])}
+            row = [
+                n["metadata"]["name"],
+                "Ready",
+                "<none>",
+                age(n["metadata"].get("creationTimestamp")),
+            ]
+            if wide:
+                row += [addrs.get("InternalIP", "<none>"), n.get("spec", {}).get("podCIDR", "")]
+            rows.append(row)
+        return table(headers, rows)
+    return table(
+        ["NAME", "STATUS", "AGE"],
+        [
+            [
+                n["metadata"]["name"],
+                n.get("status", {}).get("phase", "Active"),
+                age(n["metadata"].get("creationTimestamp")),
+            ]
+            for n in items
+        ],
+    )

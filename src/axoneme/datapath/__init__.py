@@ -1,0 +1,1 @@
+"""Datapath: what the agent programs into the kernel (links, routes; eBPF later)."""

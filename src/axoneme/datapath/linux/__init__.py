@@ -1,0 +1,1 @@
+"""Linux datapath pieces driven through netlink (pyroute2)."""

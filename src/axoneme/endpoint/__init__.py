@@ -1,0 +1,1 @@
+"""Endpoints: a pod's attachment to the node (address, devices, labels), and their lifecycle."""

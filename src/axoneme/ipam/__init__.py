@@ -1,0 +1,1 @@
+"""IP address management: host-scope allocation from the node's pod CIDR."""

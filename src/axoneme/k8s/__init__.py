@@ -1,0 +1,1 @@
+"""Kubernetes-shaped resources: manifest loading and validation into frozen values."""

@@ -1,0 +1,1 @@
+"""Domain-free helpers (files, network namespaces, ...); imports nothing else from axoneme."""

@@ -1,0 +1,202 @@
+"""``axoneme lab up|down|status``: build, inspect and remove the lab.
+
+``down`` is also the crash-recovery path: it finds what a lab made by its
+marks (namespaces named ``axn-*``, processes carrying ``AXONEME_LAB`` in
+their environment, files under ``LAB_DIR``), so it works with or without a
+live supervisor and with or without ``lab.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import axoneme
+from axoneme.cni.install import write_launcher
+from axoneme.lab import netsetup
+from axoneme.lab.topology import (
+    ENV_MARK,
+    LAB_DIR,
+    LabConfig,
+    cni_bin_dir,
+    node_plans,
+    state_file,
+)
+
+
+class LabError(Exception):
+    pass
+
+
+@dataclass
+class Leftovers:
+    namespaces: list[str] = field(default_factory=list)
+    processes: list[int] = field(default_factory=list)
+    files: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (self.namespaces or self.processes or self.files)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.namespaces:
+            parts.append(f"{len(self.namespaces)} namespace(s) {' '.join(self.namespaces)}")
+        if self.processes:
+            parts.append(f"{len(self.processes)} process(es) {self.processes}")
+        if self.files:
+            parts.append(f"files under {LAB_DIR}")
+        return "; ".join(parts) or "nothing"
+
+
+def lab_processes() -> list[int]:
+    """PIDs of every process that carries the lab's mark in its environment."""
+    mark = f"{ENV_MARK}={LAB_DIR}".encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            env = Path(f"/proc/{entry}/environ").read_bytes()
+        except OSError:
+            continue
+        if mark in env.split(b"\0"):
+            pids.append(int(entry))
+    return sorted(pids)
+
+
+def leftovers() -> Leftovers:
+    return Leftovers(netsetup.lab_namespaces(), lab_processes(), LAB_DIR.exists())
+
+
+def read_state() -> dict[str, Any] | None:
+    try:
+        data: dict[str, Any] = json.loads(state_file().read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is not alive for our purposes.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+            return False
+    return True
+
+
+def _kill_all(pids: list[int], grace: float) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
+            time.sleep(0.05)
+        pids = [p for p in pids if alive(p)]
+        if not pids:
+            return
+
+
+def down(grace: float = 30.0) -> Leftovers:
+    """Stop the lab and remove everything it made; returns what had to be swept by force."""
+    state = read_state()
+    pid = state.get("supervisorPid") if state else None
+    if pid and alive(pid):
+        # The supervisor deletes pods through CNI and stops agents and etcd in order.
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    swept = leftovers()
+    _kill_all(lab_processes(), grace=5.0)
+    for name in netsetup.lab_namespaces():
+        netsetup.delete_namespace(name)
+    if LAB_DIR.exists():
+        shutil.rmtree(LAB_DIR, ignore_errors=True)
+    return swept
+
+
+def up(config: LabConfig, timeout: float = 90.0) -> dict[str, Any]:
+    config.validate()
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, veth, routes)")
+    for tool in ("ip", "etcd"):
+        if shutil.which(tool) is None:
+            raise LabError(f"{tool!r} is not installed (run `make deps`)")
+    state = read_state()
+    if state and alive(state.get("supervisorPid")):
+        raise LabError("a lab is already running; run `axoneme lab down` first")
+    down(grace=5.0)  # whatever a crashed run left
+    LAB_DIR.mkdir(parents=True, mode=0o755)
+    write_launcher(cni_bin_dir() / "axoneme-cni", Path(axoneme.__file__).parent.parent)
+    try:
+        netsetup.create_underlay()
+        for plan in node_plans(config):
+            netsetup.create_node(plan)
+        with open(LAB_DIR / "supervisor.log", "ab") as log:
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "axoneme.lab.supervisor",
+                    "--nodes",
+                    str(config.nodes),
+                    "--pod-cidr",
+                    config.pod_cidr,
+                    "--pod-cidr-mask",
+                    str(config.pod_cidr_mask),
+                ],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, ENV_MARK: str(LAB_DIR)},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = read_state()
+            if state and state.get("ready"):
+                return state
+            if state and not alive(state.get("supervisorPid")):
+                break
+            time.sleep(0.1)
+        raise LabError(f"the lab did not become ready\n{_log_tails()}")
+    except BaseException:
+        down(grace=5.0)
+        raise
+
+
+def _log_tails(chars: int = 1500) -> str:
+    """The ends of the lab's logs, for an error message (the files go with ``down``)."""
+    parts = []
+    for log in [
+        LAB_DIR / "supervisor.log",
+        LAB_DIR / "etcd.log",
+        *sorted(LAB_DIR.glob("nodes/*/agent.log")),
+    ]:
+        with contextlib.suppress(OSError):
+            parts.append(f"--- {log}\n{log.read_text()[-chars:]}")
+    return "\n".join(parts)
+
+
+def require_state() -> dict[str, Any]:
+    state = read_state()
+    if not state or not alive(state.get("supervisorPid")):
+        raise LabError("no lab is running (start one with `axoneme lab up`)")
+    return state

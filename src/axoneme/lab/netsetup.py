@@ -1,0 +1,75 @@
+"""Creating and removing the lab's namespaces and underlay links (netlink, no subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from axoneme.datapath.linux.netdev import netlink_in
+from axoneme.kit.netns import entered
+from axoneme.lab.topology import BRIDGE, LAB_NETNS, NETNS_PREFIX, STORE_IP, UNDERLAY, NodePlan
+
+NETNS_DIR = Path("/run/netns")
+
+
+def lab_namespaces() -> list[str]:
+    """Every network namespace the lab (or a crashed earlier lab) made."""
+    if not NETNS_DIR.is_dir():
+        return []
+    return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(NETNS_PREFIX))
+
+
+def create_namespace(name: str) -> None:
+    """``ip netns add``: a named namespace under /run/netns (see netdev on why not pyroute2)."""
+    subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+
+
+def _sysctl(ns: str, name: str, value: str) -> None:
+    # /proc/sys/net shows the namespace of the thread that opens it.
+    with entered(str(NETNS_DIR / ns)), open(f"/proc/sys/{name.replace('.', '/')}", "w") as f:
+        f.write(value)
+
+
+def create_underlay() -> None:
+    create_namespace(LAB_NETNS)
+    with netlink_in(str(NETNS_DIR / LAB_NETNS)) as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        ipr.link("add", ifname=BRIDGE, kind="bridge")
+        index = ipr.link_lookup(ifname=BRIDGE)[0]
+        ipr.addr("add", index=index, address=STORE_IP, prefixlen=UNDERLAY.prefixlen)
+        ipr.link("set", index=index, state="up")
+
+
+def create_node(plan: NodePlan) -> None:
+    create_namespace(plan.netns)
+    fd = os.open(NETNS_DIR / plan.netns, os.O_RDONLY)
+    try:
+        with netlink_in(str(NETNS_DIR / LAB_NETNS)) as lab:
+            lab.link(
+                "add",
+                ifname=plan.bridge_port,
+                kind="veth",
+                peer={"ifname": "eth0", "net_ns_fd": fd},
+            )
+            port = lab.link_lookup(ifname=plan.bridge_port)[0]
+            lab.link("set", index=port, master=lab.link_lookup(ifname=BRIDGE)[0], state="up")
+    finally:
+        os.close(fd)
+    with netlink_in(str(NETNS_DIR / plan.netns)) as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        eth0 = ipr.link_lookup(ifname="eth0")[0]
+        ipr.addr("add", index=eth0, address=plan.ip, prefixlen=UNDERLAY.prefixlen)
+        ipr.link("set", index=eth0, state="up")
+    # Loose reverse-path filtering would drop pod traffic that arrives on lxc devices
+    # for prefixes routed elsewhere; the lab's node namespaces route, they do not filter.
+    for key in ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
+        _sysctl(plan.netns, key, "0")
+
+
+def delete_namespace(name: str) -> None:
+    """Remove a lab namespace; its links (and their peers elsewhere) go with it."""
+    if not name.startswith(NETNS_PREFIX):
+        raise ValueError(f"refusing to delete {name!r}: not a lab namespace")
+    if (NETNS_DIR / name).exists():
+        subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)

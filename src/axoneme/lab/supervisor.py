@@ -1,0 +1,287 @@
+"""The lab supervisor: one background process that owns a running lab.
+
+It starts etcd in the lab namespace, registers the nodes, runs one agent
+per node inside the node's namespace and restarts any agent that dies (as a
+DaemonSet would), and runs the node runtime for pods. ``lab.json`` tells the
+CLI what is running; SIGTERM stops everything in reverse order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from axoneme.k8s.apply import new_object
+from axoneme.kit.files import atomic_write_text
+from axoneme.lab.runtime import NodeRuntime
+from axoneme.lab.topology import (
+    ENV_MARK,
+    ETCD_CLIENT_PORT,
+    ETCD_UNIX_NAME,
+    LAB_DIR,
+    LAB_NETNS,
+    STORE_IP,
+    LabConfig,
+    NodePlan,
+    node_plans,
+    state_file,
+    store_unix_path,
+    store_url_for_nodes,
+)
+from axoneme.store.etcd import EtcdStore
+from axoneme.store.informer import run_informer
+from axoneme.store.types import Key, Store, StoreError
+
+log = logging.getLogger("axoneme.lab")
+
+
+def lab_env() -> dict[str, str]:
+    return {**os.environ, ENV_MARK: str(LAB_DIR)}
+
+
+def node_object(plan: NodePlan) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": plan.name, "labels": {"kubernetes.io/hostname": plan.name}},
+        "spec": {"podCIDR": plan.pod_cidr, "podCIDRs": [plan.pod_cidr]},
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": plan.ip},
+                {"type": "Hostname", "address": plan.name},
+            ]
+        },
+    }
+
+
+class Supervisor:
+    def __init__(self, config: LabConfig) -> None:
+        self.config = config
+        self.plans = node_plans(config)
+        self.etcd: asyncio.subprocess.Process | None = None
+        self.agents: dict[str, asyncio.subprocess.Process] = {}
+        self.restarts: dict[str, int] = {p.name: 0 for p in self.plans}
+        self.stopping = False
+        self.store: Store = EtcdStore(f"unix:{store_unix_path()}")
+        self.runtime = NodeRuntime(self.store, self.plans)
+        self.ready = False
+
+    def write_state(self) -> None:
+        state = {
+            "supervisorPid": os.getpid(),
+            "ready": self.ready,
+            "config": asdict(self.config),
+            "store": {
+                "unix": str(store_unix_path()),
+                "url": store_url_for_nodes(),
+                "pid": self.etcd.pid if self.etcd else None,
+            },
+            "nodes": [
+                {
+                    **asdict(p),
+                    "socket": str(p.socket),
+                    "log": str(p.log),
+                    "agentPid": self.agents[p.name].pid if p.name in self.agents else None,
+                    "agentRestarts": self.restarts[p.name],
+                }
+                for p in self.plans
+            ],
+        }
+        atomic_write_text(state_file(), json.dumps(state, indent=1), mode=0o644)
+
+    async def start_etcd(self) -> None:
+        data = LAB_DIR / "etcd"
+        data.mkdir(parents=True, exist_ok=True)
+        logfile = open(LAB_DIR / "etcd.log", "ab")  # noqa: SIM115 - handed to the child
+        self.etcd = await asyncio.create_subprocess_exec(
+            "ip",
+            "netns",
+            "exec",
+            LAB_NETNS,
+            "etcd",
+            "--name",
+            "axoneme-lab",
+            "--data-dir",
+            str(data / "data"),
+            "--listen-client-urls",
+            f"http://{STORE_IP}:{ETCD_CLIENT_PORT},http://127.0.0.1:{ETCD_CLIENT_PORT},"
+            f"unix://{ETCD_UNIX_NAME}",
+            "--advertise-client-urls",
+            f"http://{STORE_IP}:{ETCD_CLIENT_PORT}",
+            "--listen-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2380",
+            "--initial-cluster",
+            "axoneme-lab=http://127.0.0.1:2380",
+            cwd=LAB_DIR,
+            stdout=logfile,
+            stderr=logfile,
+            stdin=asyncio.subprocess.DEVNULL,
+            env=lab_env(),
+        )
+        logfile.close()
+        for _ in range(200):
+            with contextlib.suppress(StoreError):
+                await self.store.health()
+                return
+            if self.etcd.returncode is not None:
+                break
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"etcd did not come up (see {LAB_DIR / 'etcd.log'})")
+
+    async def create_system_namespaces(self) -> None:
+        for name in ("default", "kube-system"):
+            if await self.store.get(Key("Namespace", "", name)) is None:
+                await self.store.create(
+                    new_object(
+                        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+                    )
+                )
+
+    async def register_nodes(self) -> None:
+        for plan in self.plans:
+            existing = await self.store.get(Key("Node", "", plan.name))
+            obj = node_object(plan)
+            if existing is None:
+                await self.store.create(new_object(obj))
+            else:
+                await self.store.put(obj)
+
+    async def run_agent(self, plan: NodePlan) -> None:
+        """Keep one agent running for ``plan``; restart it when it dies."""
+        backoff = 0.5
+        while not self.stopping:
+            plan.dir.mkdir(parents=True, exist_ok=True)
+            with open(plan.log, "ab") as logfile:
+                proc = await asyncio.create_subprocess_exec(
+                    "ip",
+                    "netns",
+                    "exec",
+                    plan.netns,
+                    sys.executable,
+                    "-m",
+                    "axoneme.agent.daemon",
+                    "--node",
+                    plan.name,
+                    "--store",
+                    store_url_for_nodes(),
+                    "--state-dir",
+                    str(plan.state_dir),
+                    "--socket",
+                    str(plan.socket),
+                    stdout=logfile,
+                    stderr=logfile,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    env=lab_env(),
+                )
+            self.agents[plan.name] = proc
+            self.write_state()
+            started = asyncio.get_running_loop().time()
+            code = await proc.wait()
+            if self.stopping:
+                return
+            self.restarts[plan.name] += 1
+            ran = asyncio.get_running_loop().time() - started
+            backoff = 0.5 if ran > 10 else min(backoff * 2, 10.0)
+            log.warning("agent on %s exited with %s; restarting in %.1fs", plan.name, code, backoff)
+            await asyncio.sleep(backoff)
+
+    async def wait_agents_healthy(self, timeout: float = 60.0) -> None:
+        from axoneme.api.client import AgentClient, AgentUnavailableError
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        for plan in self.plans:
+            client = AgentClient(plan.socket)
+            while True:
+                try:
+                    await asyncio.to_thread(client.get, "/v1/healthz")
+                    break
+                except AgentUnavailableError:
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise RuntimeError(
+                            f"agent on {plan.name} not healthy (see {plan.log})"
+                        ) from None
+                    await asyncio.sleep(0.1)
+
+    async def run(self) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        self.write_state()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                await self.start_etcd()
+                await self.register_nodes()
+                await self.create_system_namespaces()
+                agents = [
+                    tg.create_task(self.run_agent(p), name=f"agent-{p.name}") for p in self.plans
+                ]
+                await self.wait_agents_healthy()
+                informer = tg.create_task(
+                    run_informer(self.store, "Pod", self.runtime.on_sync, self.runtime.on_event),
+                    name="pod-informer",
+                )
+                runtime = tg.create_task(self.runtime.run(), name="node-runtime")
+                self.ready = True
+                self.write_state()
+                log.info("lab ready: %d nodes", len(self.plans))
+                await stop.wait()
+                log.info("stopping the lab")
+                informer.cancel()
+                runtime.cancel()
+                await self.runtime.shutdown()
+                self.stopping = True
+                for proc in self.agents.values():
+                    if proc.returncode is None:
+                        proc.terminate()
+                for task in agents:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+        finally:
+            await self.stop_children()
+            await self.store.close()
+        return 0
+
+    async def stop_children(self) -> None:
+        self.stopping = True
+        procs = [p for p in self.agents.values() if p.returncode is None]
+        if self.etcd is not None and self.etcd.returncode is None:
+            procs.append(self.etcd)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="axoneme-lab-supervisor")
+    p.add_argument("--nodes", type=int, default=2)
+    p.add_argument("--pod-cidr", default="10.42.0.0/16")
+    p.add_argument("--pod-cidr-mask", type=int, default=24)
+    ns = p.parse_args(argv)
+    config = LabConfig(ns.nodes, ns.pod_cidr, ns.pod_cidr_mask)
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code = asyncio.run(Supervisor(config).run())
+    except Exception:
+        log.exception("lab supervisor failed")
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The lab's names and addresses, as pure functions of its configuration.
+
+Everything the lab creates is named from here, so ``lab down`` (and the
+leak checks in the tests) can find it again, even after a crash:
+network namespaces start with ``axn-``, files live under ``LAB_DIR``, and
+every process the lab starts carries ``AXONEME_LAB=<LAB_DIR>`` in its environment.
+
+No lab address is ever configured in the machine's own network namespace:
+the underlay bridge lives in the ``axn-lab`` namespace, so lab traffic has
+no path to the machine's real interfaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+LAB_DIR = Path("/run/axoneme-lab")
+NETNS_PREFIX = "axn-"
+LAB_NETNS = "axn-lab"  # holds the underlay bridge and etcd
+BRIDGE = "axn-br0"
+UNDERLAY = ipaddress.ip_network("172.30.0.0/24")
+STORE_IP = str(UNDERLAY.network_address + 1)
+ETCD_CLIENT_PORT = 2379
+ETCD_UNIX_NAME = "etcd.sock:0"  # etcd's unix listener takes HOST:PORT and binds it in its cwd
+ENV_MARK = "AXONEME_LAB"
+MAX_NODES = 200
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    nodes: int = 2
+    pod_cidr: str = "10.42.0.0/16"
+    pod_cidr_mask: int = 24
+
+    def validate(self) -> None:
+        if not 1 <= self.nodes <= MAX_NODES:
+            raise ValueError(f"--nodes: {self.nodes} is not in 1..{MAX_NODES}")
+        try:
+            net = ipaddress.ip_network(self.pod_cidr)
+        except ValueError as exc:
+            raise ValueError(f"--pod-cidr: {exc}") from exc
+        if net.version != 4:
+            raise ValueError("--pod-cidr: only IPv4 is supported in the lab today")
+        if not net.prefixlen <= self.pod_cidr_mask <= 30:
+            raise ValueError(
+                f"--pod-cidr-mask: {self.pod_cidr_mask} must be between {net.prefixlen} and 30"
+            )
+        available = 2 ** (self.pod_cidr_mask - net.prefixlen)
+        if self.nodes > available:
+            raise ValueError(
+                f"--nodes: {self.pod_cidr} has only {available} /{self.pod_cidr_mask} "
+                f"node CIDRs for {self.nodes} nodes"
+            )
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    index: int  # 1-based
+    name: str
+    netns: str
+    ip: str
+    pod_cidr: str
+    bridge_port: str  # the underlay veth's end in the lab namespace
+
+    @property
+    def dir(self) -> Path:
+        return LAB_DIR / "nodes" / self.name
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "agent.sock"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.dir / "state"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "agent.log"
+
+
+def node_plans(config: LabConfig) -> list[NodePlan]:
+    cidrs = ipaddress.ip_network(config.pod_cidr).subnets(new_prefix=config.pod_cidr_mask)
+    plans = []
+    for i in range(1, config.nodes + 1):
+        # Node i takes the i-th CIDR of the pool (index 0 is left free, like 10.42.0.0/24).
+        cidr = next(cidrs) if i > 1 else (next(cidrs), next(cidrs))[1]
+        plans.append(
+            NodePlan(
+                index=i,
+                name=f"node{i}",
+                netns=f"{NETNS_PREFIX}node{i}",
+                ip=str(UNDERLAY.network_address + 10 + i),
+                pod_cidr=str(cidr),
+                bridge_port=f"axn-n{i}",
+            )
+        )
+    return plans
+
+
+def pod_netns(namespace: str, name: str, uid: str) -> str:
+    digest = hashlib.sha256(f"{namespace}/{name}/{uid}".encode()).hexdigest()[:10]
+    return f"{NETNS_PREFIX}p-{digest}"
+
+
+def store_unix_path() -> Path:
+    return LAB_DIR / ETCD_UNIX_NAME
+
+
+def store_url_for_nodes() -> str:
+    return f"http://{STORE_IP}:{ETCD_CLIENT_PORT}"
+
+
+def cni_bin_dir() -> Path:
+    return LAB_DIR / "bin"
+
+
+def state_file() -> Path:
+    return LAB_DIR / "lab.json"

@@ -1,0 +1,1 @@
+"""Store: Kubernetes-shaped resources with list and watch, on etcd or in memory."""
