@@ -1,0 +1,41 @@
+# Axoneme: the two commands of the README, and the ones developers use.
+SHELL := /bin/bash
+VENV := .venv
+AXONEME := $(VENV)/bin/axoneme
+PYTEST := $(VENV)/bin/pytest
+
+.PHONY: deps demo demo-down test test-unit test-privileged lint bench clean-lab
+
+deps:
+	@scripts/install-deps.sh
+
+demo: deps
+	@scripts/demo.sh
+
+demo-down: deps
+	$(AXONEME) lab down
+
+# Clears state a crashed earlier run left, runs every test, then proves the
+# suite itself left nothing behind.
+test: deps
+	$(AXONEME) lab down >/dev/null
+	$(VENV)/bin/python -m axoneme.lab.leakcheck --clean
+	AXONEME_REQUIRE_PRIVILEGED=1 $(PYTEST) -p no:cacheprovider tests
+	$(VENV)/bin/python -m axoneme.lab.leakcheck
+
+test-unit: deps
+	$(PYTEST) -p no:cacheprovider tests/unit
+
+test-privileged: deps
+	AXONEME_REQUIRE_PRIVILEGED=1 $(PYTEST) -p no:cacheprovider tests/privileged
+
+lint: deps
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+bench: deps
+	$(VENV)/bin/python bench/cni_latency.py
+
+clean-lab: deps
+	$(AXONEME) lab down

@@ -1,0 +1,38 @@
+"""Privileged fixtures: a running lab, and the leak check around it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from axoneme.lab import control
+from axoneme.lab.topology import LabConfig
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/privileged/" in str(item.fspath):
+            item.add_marker(pytest.mark.privileged)
+
+
+def lab_up(config: LabConfig) -> dict[str, Any]:
+    control.down(grace=5.0)
+    return control.up(config)
+
+
+def lab_down_clean() -> None:
+    control.down()
+    left = control.leftovers()
+    assert left.empty, f"lab down left: {left}"
+
+
+@pytest.fixture(scope="module")
+def lab(lab_lock: None) -> Iterator[dict[str, Any]]:
+    """A 2-node lab for the module; removed afterwards with nothing left behind."""
+    state = lab_up(LabConfig(nodes=2))
+    try:
+        yield state
+    finally:
+        lab_down_clean()
