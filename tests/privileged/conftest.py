@@ -17,11 +17,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.privileged)
 
 
-def lab_up(config: LabConfig) -> dict[str, Any]:
-    control.down(grace=5.0)
-    return control.up(config)
-
-
 def lab_down_clean() -> None:
     control.down()
     left = control.leftovers()
@@ -31,7 +26,7 @@ def lab_down_clean() -> None:
 @pytest.fixture(scope="module")
 def lab(lab_lock: None) -> Iterator[dict[str, Any]]:
     """A 2-node lab for the module; removed afterwards with nothing left behind."""
-    state = lab_up(LabConfig(nodes=2))
+    state = control.up(LabConfig(nodes=2))  # clears an earlier run's leftovers first
     try:
         yield state
     finally:

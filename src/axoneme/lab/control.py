@@ -150,22 +150,13 @@ def up(config: LabConfig, timeout: float = 90.0) -> dict[str, Any]:
         for plan in node_plans(config):
             netsetup.create_node(plan)
         with open(LAB_DIR / "supervisor.log", "ab") as log:
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "axoneme.lab.supervisor",
-                    "--nodes",
-                    str(config.nodes),
-                    "--pod-cidr",
-                    config.pod_cidr,
-                    "--pod-cidr-mask",
-                    str(config.pod_cidr_mask),
-                ],
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+            # `setsid -f` forks the supervisor into its own session and returns at
+            # once: the lab outlives this CLI and no child is left unwaited here.
+            subprocess.run(
+                ["setsid", "-f", sys.executable, "-m", "axoneme.lab.supervisor",
+                 "--nodes", str(config.nodes), "--pod-cidr", config.pod_cidr,
+                 "--pod-cidr-mask", str(config.pod_cidr_mask)],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL, check=True,
                 env={**os.environ, ENV_MARK: str(LAB_DIR)},
             )
         deadline = time.monotonic() + timeout
