@@ -1,0 +1,1 @@
+"""Security identities: numeric IDs for label sets, shared by every node."""

@@ -1,0 +1,1 @@
+"""Labels: the source-qualified key/value pairs that security identities are made of."""

@@ -1,0 +1,1 @@
+"""Network policy: parsing the three policy kinds, resolving them per endpoint, tracing."""
