@@ -8,6 +8,7 @@ from pathlib import Path
 
 DEFAULT_SOCKET = Path("/var/run/axoneme/agent.sock")
 DEFAULT_STATE_DIR = Path("/var/lib/axoneme")
+DEFAULT_BPF_PIN_DIR = Path("/sys/fs/bpf/axoneme")
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,9 @@ class AgentConfig:
     socket: Path = DEFAULT_SOCKET
     enable_ip_forward: bool = True
     log_level: str = "INFO"
+    bpf_pin_dir: Path = DEFAULT_BPF_PIN_DIR
+    policy_enforcement: str = "default"  # default | always | never
+    policy_audit_mode: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> AgentConfig:
@@ -35,6 +39,12 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         action="store_true",
         help="do not enable IPv4 forwarding in this network namespace",
     )
+    p.add_argument("--bpf-pin-dir", type=Path, default=DEFAULT_BPF_PIN_DIR,
+                   help="bpffs directory for the datapath's pinned maps and programs")
+    p.add_argument("--policy-enforcement", choices=["default", "always", "never"],
+                   default="default", help="as Cilium's enable-policy")
+    p.add_argument("--policy-audit-mode", action="store_true",
+                   help="report would-be policy drops as AUDIT instead of dropping")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ns = p.parse_args(argv)
     if not ns.store.startswith(("http://", "unix:", "embedded:")):
@@ -46,4 +56,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         socket=ns.socket,
         enable_ip_forward=not ns.no_ip_forward,
         log_level=ns.log_level,
+        bpf_pin_dir=ns.bpf_pin_dir,
+        policy_enforcement=ns.policy_enforcement,
+        policy_audit_mode=ns.policy_audit_mode,
     )

@@ -24,6 +24,7 @@ import axoneme
 from axoneme.cni.install import write_launcher
 from axoneme.lab import netsetup
 from axoneme.lab.topology import (
+    BPF_PIN_ROOT,
     ENV_MARK,
     LAB_DIR,
     LabConfig,
@@ -42,10 +43,11 @@ class Leftovers:
     namespaces: list[str] = field(default_factory=list)
     processes: list[int] = field(default_factory=list)
     files: bool = False
+    bpf_pins: bool = False
 
     @property
     def empty(self) -> bool:
-        return not (self.namespaces or self.processes or self.files)
+        return not (self.namespaces or self.processes or self.files or self.bpf_pins)
 
     def __str__(self) -> str:
         parts = []
@@ -55,6 +57,8 @@ class Leftovers:
             parts.append(f"{len(self.processes)} process(es) {self.processes}")
         if self.files:
             parts.append(f"files under {LAB_DIR}")
+        if self.bpf_pins:
+            parts.append(f"pinned BPF objects under {BPF_PIN_ROOT}")
         return "; ".join(parts) or "nothing"
 
 
@@ -75,7 +79,9 @@ def lab_processes() -> list[int]:
 
 
 def leftovers() -> Leftovers:
-    return Leftovers(netsetup.lab_namespaces(), lab_processes(), LAB_DIR.exists())
+    return Leftovers(
+        netsetup.lab_namespaces(), lab_processes(), LAB_DIR.exists(), BPF_PIN_ROOT.exists()
+    )
 
 
 def read_state() -> dict[str, Any] | None:
@@ -129,6 +135,9 @@ def down(grace: float = 30.0) -> Leftovers:
         netsetup.delete_namespace(name)
     if LAB_DIR.exists():
         shutil.rmtree(LAB_DIR, ignore_errors=True)
+    if BPF_PIN_ROOT.exists():
+        # Unlinking a pin drops its reference; programs go once their devices are gone.
+        shutil.rmtree(BPF_PIN_ROOT, ignore_errors=True)
     return swept
 
 

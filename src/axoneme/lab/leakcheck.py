@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from pyroute2 import IPRoute
 
@@ -29,6 +30,10 @@ def findings() -> list[str]:
     found += [f"process {pid}" for pid in lab_processes()]
     if LAB_DIR.exists():
         found.append(f"directory {LAB_DIR}")
+    bpffs = Path("/sys/fs/bpf")
+    if bpffs.is_dir():
+        found += [f"pinned BPF object {p}" for p in sorted(bpffs.iterdir())
+                  if p.name.startswith(("axoneme-lab", "axt-", "axb-"))]
     with IPRoute() as ipr:
         links = [str(link.get("IFLA_IFNAME")) for link in ipr.get_links()]
     found += [f"link {name} in the root namespace" for name in links

@@ -31,6 +31,7 @@ from axoneme.lab.topology import (
     STORE_IP,
     LabConfig,
     NodePlan,
+    bpf_pin_dir,
     node_plans,
     state_file,
     store_unix_path,
@@ -60,6 +61,16 @@ def node_object(plan: NodePlan) -> dict[str, Any]:
             ]
         },
     }
+
+
+def agent_args(plan: NodePlan) -> list[str]:
+    return [
+        "--node", plan.name,
+        "--store", store_url_for_nodes(),
+        "--state-dir", str(plan.state_dir),
+        "--socket", str(plan.socket),
+        "--bpf-pin-dir", str(bpf_pin_dir(plan)),
+    ]
 
 
 class Supervisor:
@@ -162,22 +173,16 @@ class Supervisor:
         while not self.stopping:
             plan.dir.mkdir(parents=True, exist_ok=True)
             with open(plan.log, "ab") as logfile:
+                # nsenter joins only the network namespace: unlike `ip netns exec`
+                # it keeps the machine's mounts, so the agent sees the real bpffs
+                # and cgroup2 (datapath-feasibility.md pitfall 2).
                 proc = await asyncio.create_subprocess_exec(
-                    "ip",
-                    "netns",
-                    "exec",
-                    plan.netns,
+                    "nsenter",
+                    f"--net=/run/netns/{plan.netns}",
                     sys.executable,
                     "-m",
                     "axoneme.agent.daemon",
-                    "--node",
-                    plan.name,
-                    "--store",
-                    store_url_for_nodes(),
-                    "--state-dir",
-                    str(plan.state_dir),
-                    "--socket",
-                    str(plan.socket),
+                    *agent_args(plan),
                     stdout=logfile,
                     stderr=logfile,
                     stdin=asyncio.subprocess.DEVNULL,

@@ -118,5 +118,13 @@ def cni_bin_dir() -> Path:
     return LAB_DIR / "bin"
 
 
+BPF_PIN_ROOT = Path("/sys/fs/bpf/axoneme-lab")
+
+
+def bpf_pin_dir(plan: NodePlan) -> Path:
+    """Where a lab node's agent pins its maps and programs (bpffs is machine-wide)."""
+    return BPF_PIN_ROOT / plan.name
+
+
 def state_file() -> Path:
     return LAB_DIR / "lab.json"

@@ -102,7 +102,7 @@ class Peers:
 
 @dataclass(frozen=True)
 class Rule:
-    """One ingress/egress(/Deny) entry: peers × ports. Empty ``ports`` = all
+    """One ingress/egress(/Deny) entry: peers x ports. Empty ``ports`` = all
     protocols and ports (ICMP included). ``not_enforced`` names accepted parts
     the datapath does not enforce yet (``toPorts[0].rules.http``, ``toFQDNs``):
     the L3/L4 part of the rule is still enforced."""
