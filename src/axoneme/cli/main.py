@@ -51,6 +51,25 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--verbose", action="store_true")
     status.add_argument("--node", help="only this lab node")
 
+    pol = sub.add_parser("policy", help="network policies: import, get, delete, wait, trace")
+    pol_sub = pol.add_subparsers(dest="policy_command", required=True,
+                                 metavar="import|get|delete|wait|trace")
+    pimp = pol_sub.add_parser("import", help="create or update policies from a manifest")
+    pimp.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
+    pget = pol_sub.add_parser("get", help="list policies")
+    pscope = pget.add_mutually_exclusive_group()
+    pscope.add_argument("-n", "--namespace", help="namespace (default: all)")
+    pscope.add_argument("-A", "--all-namespaces", action="store_true")
+    pget.add_argument("-o", "--output", choices=["yaml", "json"])
+    pdel = pol_sub.add_parser("delete", help="delete policies by name, or all")
+    pdel.add_argument("names", nargs="*", help="policy names")
+    pdel.add_argument("-n", "--namespace", default="default")
+    pdel.add_argument("--kind", choices=["netpol", "cnp", "ccnp"], help="only this kind")
+    pdel.add_argument("--all", action="store_true", help="delete every policy of every kind")
+    pwait = pol_sub.add_parser("wait", help="wait until every node runs a policy revision")
+    pwait.add_argument("revision", nargs="?", type=int, help="default: the latest")
+    pwait.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+
     ep = sub.add_parser("endpoint", help="endpoints on the nodes")
     ep_sub = ep.add_subparsers(dest="endpoint_command", required=True, metavar="list")
     ep_list = ep_sub.add_parser("list", help="list endpoints")
@@ -151,6 +170,35 @@ def _probe(args: argparse.Namespace) -> int:
     return worst_exit_code(results)
 
 
+def _policy(args: argparse.Namespace) -> int:
+    from axoneme.cli import policy
+
+    cmd = args.policy_command
+    if cmd == "import":
+        lines, revision = asyncio.run(policy.import_file(args.filename))
+        print("\n".join(lines))
+        print(f"revision {revision}")
+        return 0
+    if cmd == "get":
+        items = asyncio.run(policy.list_policies(args.namespace))
+        print(policy.render(items, args.output or ""))
+        return 0
+    if cmd == "delete":
+        if bool(args.names) == args.all:
+            raise CLIError("give policy names, or --all")
+        lines, revision = asyncio.run(
+            policy.delete(args.names, args.namespace, args.kind, args.all))
+        print("\n".join(lines) if lines else "no policies to delete")
+        print(f"revision {revision}")
+        return 0
+    if cmd == "wait":
+        if args.timeout <= 0:
+            raise CLIError(f"--timeout: {args.timeout} must be positive")
+        print(policy.run_wait(agents(None), args.revision, args.timeout))
+        return 0
+    raise CLIError(f"policy {cmd}: not implemented")
+
+
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "lab":
         return _lab(args)
@@ -180,6 +228,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return 0  # not reached: exec replaces the process
     if args.command == "probe":
         return _probe(args)
+    if args.command == "policy":
+        return _policy(args)
     from axoneme.cli import agentcmds
 
     if args.command == "status":

@@ -28,8 +28,10 @@ KIND_ALIASES = {
     "namespace": "Namespace",
     "ns": "Namespace",
 }
-# Namespaces must exist before what goes in them, and outlive it.
-APPLY_ORDER = {"Namespace": 0, "Node": 1, "Pod": 2}
+# Namespaces must exist before what goes in them, and outlive it; policies
+# go in before pods so a new pod never runs a moment without them.
+APPLY_ORDER = {"Namespace": 0, "Node": 1, "NetworkPolicy": 2, "CiliumNetworkPolicy": 2,
+               "CiliumClusterwideNetworkPolicy": 2, "Pod": 3}
 
 
 def read_manifest(path: str) -> list[dict[str, Any]]:
@@ -48,7 +50,8 @@ async def _check_namespaces(store: Store, objects: list[dict[str, Any]]) -> None
     for obj in objects:
         ns = obj["metadata"].get("namespace")
         if (
-            obj["kind"] == "Pod"
+            ns
+            and obj["kind"] != "Namespace"
             and ns not in declared
             and await store.get(Key("Namespace", "", ns)) is None
         ):
@@ -59,7 +62,13 @@ async def _check_namespaces(store: Store, objects: list[dict[str, Any]]) -> None
 
 
 async def apply(path: str) -> list[str]:
-    objects = sorted(read_manifest(path), key=lambda o: APPLY_ORDER[o["kind"]])
+    lines, _ = await apply_objects(read_manifest(path))
+    return lines
+
+
+async def apply_objects(objects: list[dict[str, Any]]) -> tuple[list[str], int]:
+    """Write validated objects; the lines to print and the highest store revision written."""
+    objects = sorted(objects, key=lambda o: APPLY_ORDER.get(o["kind"], 3))
     store = open_store()
     try:
         await _check_namespaces(store, objects)
@@ -76,14 +85,17 @@ async def apply(path: str) -> list[str]:
                 raise CLIError(f"{Key.of(obj)}: {exc}") from exc
             verb = "unchanged" if updated == stored else "configured"
             writes.append((updated, int(stored["metadata"]["resourceVersion"]), verb))
-        lines = []
-        for obj, revision, verb in writes:
+        lines, revision = [], 0
+        for obj, expected, verb in writes:
             if verb == "created":
-                await store.create(obj)
+                written = await store.create(obj)
             elif verb == "configured":
-                await store.put(obj, expect_revision=revision)
+                written = await store.put(obj, expect_revision=expected)
+            else:
+                written = obj
+            revision = max(revision, int(written["metadata"].get("resourceVersion", 0)))
             lines.append(f"{obj['kind'].lower()}/{obj['metadata']['name']} {verb}")
-        return lines
+        return lines, revision
     except ConflictError as exc:
         raise CLIError(f"{exc}; someone changed it meanwhile, apply again") from exc
     except StoreError as exc:
@@ -93,7 +105,7 @@ async def apply(path: str) -> list[str]:
 
 
 async def delete(path: str) -> tuple[list[str], list[str]]:
-    objects = sorted(read_manifest(path), key=lambda o: -APPLY_ORDER[o["kind"]])
+    objects = sorted(read_manifest(path), key=lambda o: -APPLY_ORDER.get(o["kind"], 3))
     store = open_store()
     done, missing = [], []
     try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from axoneme.datapath.types import IPCacheEntry, LxcEntry
 from axoneme.endpoint.types import LinkInfo
+from axoneme.policy.mapstate import MapState
 
 
 @dataclass
@@ -42,3 +45,36 @@ class FakeDriver:
 
     def existing(self) -> list[str]:
         return list(self.links)
+
+
+@dataclass
+class FakeDatapath:
+    """The agent's DatapathPort in memory: what would be in the maps, and what is attached."""
+
+    attached: set[int] = field(default_factory=set)
+    lxc: dict[int, LxcEntry] = field(default_factory=dict)
+    ipcache: dict[str, IPCacheEntry] = field(default_factory=dict)
+    policy: MapState = field(default_factory=MapState)
+
+    def attach(self, ifindex: int) -> None:
+        self.attached.add(ifindex)
+
+    def set_endpoint(self, ifindex: int, entry: LxcEntry) -> None:
+        self.lxc[ifindex] = entry
+
+    def delete_endpoint(self, ifindex: int) -> None:
+        self.lxc.pop(ifindex, None)
+        self.attached.discard(ifindex)
+
+    def endpoints(self) -> dict[int, LxcEntry]:
+        return dict(self.lxc)
+
+    def sync_ipcache(self, desired: Mapping[str, IPCacheEntry]) -> int:
+        changes = len(set(desired.items()) ^ set(self.ipcache.items()))
+        self.ipcache = dict(desired)
+        return changes
+
+    def sync_policy(self, state: MapState) -> int:
+        changes = int(state != self.policy)
+        self.policy = state
+        return changes

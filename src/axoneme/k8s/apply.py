@@ -55,6 +55,10 @@ def merge(stored: Obj, desired: Obj) -> Obj:
                 "Forbidden: pod updates may not change fields other than labels and annotations"
                 " (delete and re-create the pod)",
             )
-    elif "spec" in desired:
-        obj["spec"] = copy.deepcopy(desired["spec"])
+    else:
+        # Everything but the system fields is the manifest's (spec, specs, ...).
+        system = {"apiVersion", "kind", "metadata", "status"}
+        for key in [k for k in obj if k not in system]:
+            del obj[key]
+        obj.update({k: copy.deepcopy(v) for k, v in desired.items() if k not in system})
     return obj

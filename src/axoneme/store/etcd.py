@@ -160,9 +160,11 @@ class EtcdStore:
         stored.setdefault("metadata", {})["resourceVersion"] = str(data["header"]["revision"])
         return stored
 
-    async def delete(self, key: Key) -> bool:
+    async def delete(self, key: Key) -> int | None:
         data = await self._call("/v3/kv/deleterange", {"key": _b64(key.path(PREFIX))})
-        return int(data.get("deleted", 0)) > 0
+        if int(data.get("deleted", 0)) == 0:
+            return None
+        return int(data["header"]["revision"])
 
     async def watch(self, kind: str, since: int) -> AsyncIterator[WatchEvent]:
         prefix = kind_prefix(PREFIX, kind)

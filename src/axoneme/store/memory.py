@@ -58,13 +58,13 @@ class MemoryStore:
                 raise ConflictError(f"{key} is at revision {have}, not {expect_revision}")
         return await self._write(obj, "MODIFIED" if current else "ADDED")
 
-    async def delete(self, key: Key) -> bool:
+    async def delete(self, key: Key) -> int | None:
         obj = self._objects.pop(key, None)
         if obj is None:
-            return False
+            return None
         self._revision += 1
         await self._publish(WatchEvent("DELETED", copy.deepcopy(obj), self._revision))
-        return True
+        return self._revision
 
     async def _write(self, obj: Resource, event: str) -> Resource:
         self._revision += 1

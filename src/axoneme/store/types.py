@@ -94,7 +94,9 @@ class Store(Protocol):
         """Create or replace; with expect_revision, only if the stored one is that revision."""
         ...
 
-    async def delete(self, key: Key) -> bool: ...
+    async def delete(self, key: Key) -> int | None:
+        """Remove the object; the store revision of the deletion, or None if it was absent."""
+        ...
 
     def watch(self, kind: str, since: int) -> AsyncIterator[WatchEvent]:
         """Events for ``kind`` after revision ``since``, until the iterator is closed."""
