@@ -4,12 +4,16 @@ VENV := .venv
 AXONEME := $(VENV)/bin/axoneme
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps demo demo-down test test-unit test-privileged lint bench clean-lab
+.PHONY: deps bpf demo demo-down test test-unit test-privileged lint bench clean-lab
 
 deps:
 	@scripts/install-deps.sh
 
-demo: deps
+# The eBPF datapath objects (bpf/build/); a no-op when up to date.
+bpf: deps
+	$(MAKE) -s -C bpf
+
+demo: deps bpf
 	@scripts/demo.sh
 
 demo-down: deps
@@ -17,7 +21,7 @@ demo-down: deps
 
 # Clears state a crashed earlier run left, runs every test, then proves the
 # suite itself left nothing behind.
-test: deps
+test: deps bpf
 	$(AXONEME) lab down >/dev/null
 	$(VENV)/bin/python -m axoneme.lab.leakcheck --clean
 	AXONEME_REQUIRE_PRIVILEGED=1 $(PYTEST) -p no:cacheprovider tests

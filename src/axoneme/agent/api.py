@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from axoneme.agent.cni import CNIRequestError, parse_request
+from axoneme.agent.monitor import EventHub
 from axoneme.agent.service import AgentService
 from axoneme.endpoint.manager import EndpointError
 
@@ -37,7 +38,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(500, 999, "internal agent error", repr(exc))
 
 
-def build_app(service: AgentService) -> web.Application:
+def build_app(service: AgentService, hub: EventHub | None = None) -> web.Application:
     app = web.Application(middlewares=[errors])
 
     async def healthz(_: web.Request) -> web.Response:
@@ -47,7 +48,19 @@ def build_app(service: AgentService) -> web.Application:
         return web.json_response(await service.status())
 
     async def endpoints(_: web.Request) -> web.Response:
-        return web.json_response([e.to_api() for e in service.endpoints()])
+        return web.json_response(service.endpoint_view())
+
+    async def policy(_: web.Request) -> web.Response:
+        return web.json_response(service.policy_status())
+
+    async def monitor(request: web.Request) -> web.StreamResponse:
+        if hub is None:
+            raise web.HTTPNotFound(reason="this agent has no datapath events")
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        async for event in hub.subscribe():
+            await response.write(json.dumps(event).encode() + b"\n")
+        return response
 
     async def cni(request: web.Request) -> web.Response:
         command = request.match_info["command"].upper()
@@ -61,5 +74,7 @@ def build_app(service: AgentService) -> web.Application:
     app.router.add_get("/v1/healthz", healthz)
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/endpoints", endpoints)
+    app.router.add_get("/v1/policy", policy)
+    app.router.add_get("/v1/monitor", monitor)
     app.router.add_post("/v1/cni/{command}", cni)
     return app

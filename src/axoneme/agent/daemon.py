@@ -9,25 +9,32 @@ so a restarted agent answers with the addresses its pods already hold.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from aiohttp import web
 
 from axoneme.agent.api import build_app
 from axoneme.agent.config import AgentConfig, parse_args
+from axoneme.agent.enforcement import Enforcement
+from axoneme.agent.monitor import EventHub
 from axoneme.agent.noderoutes import NodeRoutes
 from axoneme.agent.service import AgentService
+from axoneme.datapath.events import DatapathEvent
 from axoneme.datapath.linux import netdev
 from axoneme.datapath.linux.driver import NetlinkDriver
+from axoneme.datapath.linux.loader import DatapathError
+from axoneme.datapath.linux.writer import KernelDatapath
 from axoneme.endpoint.manager import EndpointManager
 from axoneme.ipam.hostscope import IPAMError
 from axoneme.k8s.objects import parse_node
 from axoneme.store.etcd import EtcdStore
-from axoneme.store.informer import run_informer
+from axoneme.store.informer import run_cluster_informer, run_informer
 from axoneme.store.memory import MemoryStore
 from axoneme.store.types import Key, Store, StoreError
 
@@ -92,33 +99,88 @@ async def run(config: AgentConfig) -> int:
         await asyncio.to_thread(netdev.ensure_host_device, manager.router_ip)
         if config.enable_ip_forward:
             netdev.write_sysctl("net.ipv4.ip_forward", "1")
-        service = AgentService(config.node, store, manager, pod_cidr)
-        runner = await serve_unix(build_app(service), config.socket)
+        try:
+            kernel = await asyncio.to_thread(KernelDatapath.open, config.bpf_pin_dir)
+        except (OSError, DatapathError) as exc:
+            log.error("cannot load the datapath into %s: %s", config.bpf_pin_dir, exc)
+            return 1
+        log.info("datapath %s in %s", "adopted" if kernel.reused else "loaded",
+                 config.bpf_pin_dir)
+        enforcement = Enforcement(
+            config.node, store, manager, kernel,
+            mode=config.policy_enforcement,  # type: ignore[arg-type]
+            audit=config.policy_audit_mode,
+        )
+        await enforcement.restore()
+        for ep in manager.endpoints():
+            if ep.host_ifindex and ep.state == "ready":
+                # Idempotent: a restarted agent finds its programs still attached.
+                await asyncio.to_thread(kernel.attach, ep.host_ifindex)
+        hub = EventHub()
+        service = AgentService(config.node, store, manager, pod_cidr, enforcement)
+        runner = await serve_unix(build_app(service, hub), config.socket)
         log.info(
             "agent for node %s serving on %s (pod CIDR %s, %d endpoints restored)",
-            config.node,
-            config.socket,
-            pod_cidr,
-            len(manager.endpoints()),
+            config.node, config.socket, pod_cidr, len(manager.endpoints()),
         )
         routes = NodeRoutes(config.node)
+        reading = threading.Event()
+        reading.set()
         try:
             async with asyncio.TaskGroup() as tg:
-                informer = tg.create_task(
-                    run_informer(store, "Node", routes.on_sync, routes.on_event),
-                    name="node-routes-informer",
-                )
-                resync = tg.create_task(routes.resync_forever(), name="node-routes-resync")
+                tasks = [
+                    tg.create_task(run_informer(store, "Node", routes.on_sync, routes.on_event),
+                                   name="node-routes-informer"),
+                    tg.create_task(routes.resync_forever(), name="node-routes-resync"),
+                    tg.create_task(
+                        run_cluster_informer(store, enforcement.on_sync, enforcement.on_event),
+                        name="cluster-informer",
+                    ),
+                    tg.create_task(enforcement.run(), name="regeneration"),
+                    tg.create_task(
+                        asyncio.to_thread(read_events, kernel, hub, loop, reading),
+                        name="event-reader",
+                    ),
+                ]
                 await stop.wait()
-                informer.cancel()
-                resync.cancel()
+                reading.clear()
+                for task in tasks:
+                    task.cancel()
         finally:
+            reading.clear()
             await runner.cleanup()
             if config.socket.is_socket():
                 config.socket.unlink()
+            kernel.close()  # pins, maps and attachments stay: enforcement goes on
         return 0
     finally:
         await store.close()
+
+
+def read_events(
+    kernel: KernelDatapath, hub: EventHub, loop: asyncio.AbstractEventLoop,
+    running: threading.Event,
+) -> None:
+    """The ring-buffer consumer thread: decode and hand each event to the loop."""
+    reader = kernel.dp.events()
+    try:
+        while running.is_set():
+            for event in reader.poll(100):
+                loop.call_soon_threadsafe(hub.publish, event_json(event))
+    finally:
+        reader.close()
+
+
+def event_json(event: DatapathEvent) -> dict[str, object]:
+    return {
+        **dataclasses.asdict(event),
+        "typeName": event.type_name,
+        "verdictName": event.verdict_name,
+        "direction": event.direction,
+        "reasonName": event.reason_name if event.reason else "",
+        "ctState": event.ct_state_name,
+        "summary": event.summary(),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

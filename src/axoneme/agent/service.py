@@ -4,21 +4,44 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from axoneme.agent.cni import CODE_TRY_AGAIN, CNIRequest, CNIRequestError, add_result
+from axoneme.agent.enforcement import Enforcement, EnforcementError
 from axoneme.endpoint.manager import EndpointError, EndpointManager, PodInfo
 from axoneme.endpoint.model import Endpoint, attachment
-from axoneme.k8s.objects import parse_pod
+from axoneme.k8s.objects import Namespace, Pod, parse_namespace, parse_pod
 from axoneme.store.types import Key, Store, StoreError
 
 
+@dataclass(frozen=True)
+class PodContext:
+    """What the store says about the pod a CNI request is for (None: not a Kubernetes pod)."""
+
+    pod: Pod | None
+    namespace: Namespace | None
+
+    def info(self, identity: int | None) -> PodInfo:
+        if self.pod is None:
+            return PodInfo(identity=identity)
+        return PodInfo(self.pod.namespace, self.pod.name, self.pod.labels, identity)
+
+
 class AgentService:
-    def __init__(self, node: str, store: Store, manager: EndpointManager, pod_cidr: str) -> None:
+    def __init__(
+        self,
+        node: str,
+        store: Store,
+        manager: EndpointManager,
+        pod_cidr: str,
+        enforcement: Enforcement | None = None,
+    ) -> None:
         self.node = node
         self.pod_cidr = pod_cidr
         self._store = store
         self._manager = manager
+        self.enforcement = enforcement
         # Endpoint changes run one at a time in a worker thread: netlink calls
         # block, and the manager's state file must be written in order.
         self._lock = asyncio.Lock()
@@ -27,33 +50,69 @@ class AgentService:
     def endpoints(self) -> list[Endpoint]:
         return self._manager.endpoints()
 
-    async def _pod_info(self, req: CNIRequest) -> PodInfo:
+    async def _pod_context(self, req: CNIRequest) -> PodContext:
         if not (req.pod_namespace and req.pod_name):
-            return PodInfo()  # not a Kubernetes pod (e.g. `ctr run --cni`)
+            return PodContext(None, None)  # not a Kubernetes pod (e.g. `ctr run --cni`)
         try:
             raw = await self._store.get(Key("Pod", req.pod_namespace, req.pod_name))
+            raw_ns = await self._store.get(Key("Namespace", "", req.pod_namespace))
         except StoreError as exc:
             raise CNIRequestError(
                 CODE_TRY_AGAIN, "the store is unreachable; retry", str(exc)
             ) from exc
         if raw is None:
-            return PodInfo(req.pod_namespace, req.pod_name, {})
-        pod = parse_pod(raw)
-        return PodInfo(pod.namespace, pod.name, pod.labels)
+            raise CNIRequestError(
+                CODE_TRY_AGAIN,
+                f"pod {req.pod_namespace}/{req.pod_name} is not in the store yet; retry",
+            )
+        return PodContext(parse_pod(raw), parse_namespace(raw_ns) if raw_ns else None)
+
+    async def _add(self, req: CNIRequest) -> dict[str, Any]:
+        context = await self._pod_context(req)
+        enforcement = self.enforcement
+        labels = identity = None
+        if enforcement is not None:
+            labels = enforcement.labels_for(context.pod, context.namespace)
+            try:
+                identity = await enforcement.allocate(labels)
+            except EnforcementError as exc:
+                raise CNIRequestError(CODE_TRY_AGAIN, str(exc)) from exc
+        try:
+            async with self._lock:
+                ep = await asyncio.to_thread(
+                    self._manager.add, req.container_id, req.ifname, req.netns,
+                    context.info(identity),
+                )
+        except BaseException:
+            if enforcement is not None and labels is not None:
+                await enforcement.release(labels)
+            raise
+        if enforcement is not None and labels is not None:
+            try:
+                await enforcement.endpoint_ready(ep, labels)
+            except Exception as exc:
+                # Undo the whole ADD: the runtime sees a failure and retries cleanly.
+                async with self._lock:
+                    await asyncio.to_thread(self._manager.delete, req.container_id, req.ifname)
+                await enforcement.endpoint_removed(ep)
+                raise CNIRequestError(
+                    CODE_TRY_AGAIN, "cannot set up policy for the endpoint", str(exc)
+                ) from exc
+        return add_result(req, ep, self._manager.router_ip)
+
+    async def _delete(self, container_id: str, ifname: str) -> None:
+        async with self._lock:
+            ep = await asyncio.to_thread(self._manager.delete, container_id, ifname)
+        if ep is not None and self.enforcement is not None:
+            await self.enforcement.endpoint_removed(ep)
 
     async def handle_cni(self, req: CNIRequest) -> dict[str, Any]:
         if req.command == "STATUS":
             return {}
         if req.command == "ADD":
-            pod = await self._pod_info(req)
-            async with self._lock:
-                ep = await asyncio.to_thread(
-                    self._manager.add, req.container_id, req.ifname, req.netns, pod
-                )
-            return add_result(req, ep, self._manager.router_ip)
+            return await self._add(req)
         if req.command == "DEL":
-            async with self._lock:
-                await asyncio.to_thread(self._manager.delete, req.container_id, req.ifname)
+            await self._delete(req.container_id, req.ifname)
             return {}
         if req.command == "CHECK":
             async with self._lock:
@@ -73,7 +132,10 @@ class AgentService:
             if isinstance(a, dict)
         }
         async with self._lock:
-            await asyncio.to_thread(self._manager.gc, keep)
+            removed = await asyncio.to_thread(self._manager.gc, keep)
+        if self.enforcement is not None:
+            for ep in removed:
+                await self.enforcement.endpoint_removed(ep)
         return {}
 
     async def status(self) -> dict[str, Any]:
@@ -100,4 +162,31 @@ class AgentService:
                 "ready": sum(e.state == "ready" for e in endpoints),
             },
             "uptimeSeconds": round(time.monotonic() - self._started, 1),
+            "policy": self.policy_status(),
+        }
+
+    def endpoint_view(self) -> list[dict[str, Any]]:
+        out = []
+        for ep in self._manager.endpoints():
+            view = ep.to_api()
+            if self.enforcement is not None:
+                view["policyEnforcement"] = self.enforcement.enforcement_of(ep.id)
+            out.append(view)
+        return out
+
+    def policy_status(self) -> dict[str, Any]:
+        e = self.enforcement
+        if e is None:
+            return {"enabled": False, "realizedRevision": 0}
+        return {
+            "enabled": True,
+            "mode": e.mode,
+            "audit": e.audit,
+            "synced": e.synced.is_set(),
+            "seenRevision": e.seen_revision,
+            "realizedRevision": e.realized_revision,
+            "regenerations": e.regenerations,
+            "policies": len(e.policies),
+            "invalidPolicies": {"/".join(k): v for k, v in e.policy_errors.items()},
+            "identities": len(e.identities.all()),
         }

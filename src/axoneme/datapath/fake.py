@@ -32,7 +32,11 @@ class FakeDriver:
         if host_ifname in self.links:
             raise OSError(f"device {host_ifname} exists")
         self.links[host_ifname] = FakeLink(netns, ifname, address, router_ip)
-        return LinkInfo(host_mac="02:00:00:00:00:01", pod_mac="02:00:00:00:00:02")
+        return LinkInfo(
+            host_mac="02:00:00:00:00:01",
+            pod_mac="02:00:00:00:00:02",
+            host_ifindex=100 + len(self.links),
+        )
 
     def delete(self, host_ifname: str) -> bool:
         return self.links.pop(host_ifname, None) is not None

@@ -49,6 +49,7 @@ class PodInfo:
     namespace: str = ""
     name: str = ""
     labels: dict[str, str] | None = None
+    identity: int | None = None
 
 
 class EndpointManager:
@@ -149,6 +150,7 @@ class EndpointManager:
             namespace=pod.namespace,
             pod=pod.name,
             labels=dict(pod.labels or {}),
+            identity=pod.identity,
             state="creating",
         )
         self._endpoints[owner] = ep
@@ -170,7 +172,8 @@ class EndpointManager:
             raise EndpointError(
                 CODE_LINK_FAILED, "cannot create the pod's interface", str(exc)
             ) from exc
-        ep = replace(ep, host_mac=info.host_mac, pod_mac=info.pod_mac, state="ready")
+        ep = replace(ep, host_mac=info.host_mac, pod_mac=info.pod_mac,
+                     host_ifindex=info.host_ifindex, state="ready")
         self._endpoints[owner] = ep
         self._save()
         return ep
@@ -187,6 +190,18 @@ class EndpointManager:
         self._driver.delete(ep.host_ifname)
         del self._endpoints[owner]
         self.ipam.release(owner)
+        self._save()
+        return ep
+
+    def set_identity(self, container_id: str, ifname: str, identity: int,
+                     labels: dict[str, str]) -> Endpoint | None:
+        """Record a new identity (the pod's labels changed); persisted at once."""
+        owner = attachment(container_id, ifname)
+        ep = self._endpoints.get(owner)
+        if ep is None:
+            return None
+        ep = replace(ep, identity=identity, labels=dict(labels))
+        self._endpoints[owner] = ep
         self._save()
         return ep
 

@@ -25,6 +25,7 @@ class Endpoint:
     ipv6: str | None = None
     identity: int | None = None
     state: State = "ready"
+    host_ifindex: int = 0
 
     @property
     def owner(self) -> str:
@@ -48,6 +49,7 @@ class Endpoint:
             "labels": dict(self.labels),
             "identity": self.identity,
             "state": self.state,
+            "hostIfindex": self.host_ifindex,
         }
 
     def to_json(self) -> dict[str, Any]:

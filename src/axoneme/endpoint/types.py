@@ -10,6 +10,7 @@ from typing import Protocol
 class LinkInfo:
     host_mac: str
     pod_mac: str
+    host_ifindex: int = 0
 
 
 class LinkDriver(Protocol):

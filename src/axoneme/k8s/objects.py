@@ -8,6 +8,7 @@ what the store keeps; these views are what the rest of the code reads.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -192,7 +193,22 @@ def parse_node(raw: dict[str, Any]) -> Node:
     return Node(name, tuple(cidrs), internal, label_map("metadata.labels", meta.get("labels")))
 
 
-PARSERS = {"Namespace": parse_namespace, "Pod": parse_pod, "Node": parse_node}
+def _parse_policy(raw: dict[str, Any]) -> object:
+    # Imported here: the policy parser builds on axoneme.k8s, not the reverse.
+    from axoneme.policy.parse import parse_policy
+
+    return parse_policy(raw)
+
+
+PARSERS: dict[str, Callable[[dict[str, Any]], object]] = {
+    "Namespace": parse_namespace,
+    "Pod": parse_pod,
+    "Node": parse_node,
+    "NetworkPolicy": _parse_policy,
+    "CiliumNetworkPolicy": _parse_policy,
+    "CiliumClusterwideNetworkPolicy": _parse_policy,
+}
+_NAMESPACED = ("Pod", "NetworkPolicy", "CiliumNetworkPolicy")
 
 
 def validate(raw: Any) -> dict[str, Any]:
@@ -205,7 +221,7 @@ def validate(raw: Any) -> dict[str, Any]:
     PARSERS[kind](raw)
     obj = dict(raw)
     meta = dict(obj.get("metadata") or {})
-    if kind == "Pod":
+    if kind in _NAMESPACED:
         meta.setdefault("namespace", DEFAULT_NAMESPACE)
     obj["metadata"] = meta
     return obj

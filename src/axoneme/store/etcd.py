@@ -57,8 +57,8 @@ def encode_object(obj: Resource) -> str:
     return base64.b64encode(json.dumps(body, separators=(",", ":")).encode()).decode()
 
 
-def decode_watch_event(raw: dict[str, Any], kind: str) -> WatchEvent | None:
-    """Turn one gateway watch event into a WatchEvent (None for other kinds)."""
+def decode_watch_event(raw: dict[str, Any], kind: str | None) -> WatchEvent | None:
+    """Turn one gateway watch event into a WatchEvent (None for other kinds; kind None = any)."""
     kv = raw["kv"]
     revision = int(kv["mod_revision"])
     if raw.get("type") == "DELETE":
@@ -67,9 +67,9 @@ def decode_watch_event(raw: dict[str, Any], kind: str) -> WatchEvent | None:
             return None
         obj = decode_kv(prev)
         obj["metadata"]["resourceVersion"] = str(revision)
-        return WatchEvent("DELETED", obj, revision) if obj.get("kind") == kind else None
+        return WatchEvent("DELETED", obj, revision) if kind in (None, obj.get("kind")) else None
     obj = decode_kv(kv)
-    if obj.get("kind") != kind:
+    if kind is not None and obj.get("kind") != kind:
         return None
     created = kv.get("create_revision") == kv.get("mod_revision")
     return WatchEvent("ADDED" if created else "MODIFIED", obj, revision)
@@ -166,8 +166,23 @@ class EtcdStore:
             return None
         return int(data["header"]["revision"])
 
-    async def watch(self, kind: str, since: int) -> AsyncIterator[WatchEvent]:
-        prefix = kind_prefix(PREFIX, kind)
+    async def list_all(self) -> Listing:
+        prefix = PREFIX + "/"
+        data = await self._call(
+            "/v3/kv/range", {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix))}
+        )
+        items = [decode_kv(kv) for kv in data.get("kvs", [])]
+        return Listing(items, int(data["header"]["revision"]))
+
+    def watch_all(self, since: int) -> AsyncIterator[WatchEvent]:
+        return self._watch_prefix(PREFIX + "/", since, None)
+
+    def watch(self, kind: str, since: int) -> AsyncIterator[WatchEvent]:
+        return self._watch_prefix(kind_prefix(PREFIX, kind), since, kind)
+
+    async def _watch_prefix(
+        self, prefix: str, since: int, kind: str | None
+    ) -> AsyncIterator[WatchEvent]:
         request = {
             "create_request": {
                 "key": _b64(prefix),
@@ -195,7 +210,8 @@ class EtcdStore:
                         event = decode_watch_event(raw, kind)
                         if event is not None:
                             yield event
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            # ValueError: a line longer than the reader's limit; relisting recovers.
             raise StoreError(f"etcd watch on {self._name} broke: {exc}") from exc
         raise StoreError(f"etcd watch on {self._name} ended")
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from axoneme.store.types import Resource, Store, StoreError, WatchEvent
+from axoneme.store.types import Listing, Resource, Store, StoreError, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -37,5 +37,35 @@ async def run_informer(
                 await on_event(event)
         except StoreError as exc:
             log.warning("%s informer: %s; resyncing in %.1fs", kind, exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
+
+
+ListingHandler = Callable[[Listing], Awaitable[None]]
+
+
+async def run_cluster_informer(
+    store: Store,
+    on_sync: ListingHandler,
+    on_event: EventHandler,
+    *,
+    max_backoff: float = 5.0,
+) -> None:
+    """One consistent snapshot of every kind, then one ordered stream of all events.
+
+    A consumer that must know "I have seen everything up to revision R" across
+    several kinds (the agent, for ``policy wait``) uses this instead of one
+    informer per kind, whose progress would not be comparable.
+    """
+    backoff = 0.2
+    while True:
+        try:
+            listing = await store.list_all()
+            await on_sync(listing)
+            backoff = 0.2
+            async for event in store.watch_all(listing.revision):
+                await on_event(event)
+        except StoreError as exc:
+            log.warning("cluster informer: %s; resyncing in %.1fs", exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff)

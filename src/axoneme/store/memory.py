@@ -104,6 +104,23 @@ class MemoryStore:
                 if event.object["kind"] == kind:
                     yield event
 
+    async def list_all(self) -> Listing:
+        items = [
+            copy.deepcopy(o)
+            for _, o in sorted(self._objects.items(), key=lambda kv: kv[0].path(_PREFIX))
+        ]
+        return Listing(items, self._revision)
+
+    async def watch_all(self, since: int) -> AsyncIterator[WatchEvent]:
+        seen = since
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(partial(self._newer_than, seen))
+            for event in self._log:
+                if event.revision > seen:
+                    seen = event.revision
+                    yield event
+
     def _newer_than(self, revision: int) -> bool:
         return self._revision > revision
 

@@ -23,6 +23,11 @@ KINDS: dict[str, tuple[str, bool]] = {
     "Namespace": ("namespaces", False),
     "Node": ("nodes", False),
     "Pod": ("pods", True),
+    "NetworkPolicy": ("networkpolicies", True),
+    "CiliumNetworkPolicy": ("ciliumnetworkpolicies", True),
+    "CiliumClusterwideNetworkPolicy": ("ciliumclusterwidenetworkpolicies", False),
+    "CiliumIdentity": ("ciliumidentities", False),
+    "CiliumEndpoint": ("ciliumendpoints", True),
 }
 
 
@@ -100,6 +105,14 @@ class Store(Protocol):
 
     def watch(self, kind: str, since: int) -> AsyncIterator[WatchEvent]:
         """Events for ``kind`` after revision ``since``, until the iterator is closed."""
+        ...
+
+    async def list_all(self) -> Listing:
+        """Every object of every kind, at one revision (one consistent snapshot)."""
+        ...
+
+    def watch_all(self, since: int) -> AsyncIterator[WatchEvent]:
+        """Every event of every kind after ``since``, in revision order."""
         ...
 
     async def health(self) -> str:

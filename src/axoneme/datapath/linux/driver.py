@@ -17,7 +17,9 @@ class NetlinkDriver:
             address=address,
             router_ip=router_ip,
         )
-        return LinkInfo(host_mac=link.host_mac, pod_mac=link.pod_mac)
+        return LinkInfo(
+            host_mac=link.host_mac, pod_mac=link.pod_mac, host_ifindex=link.host_ifindex
+        )
 
     def delete(self, host_ifname: str) -> bool:
         return netdev.delete_endpoint_link(host_ifname)
