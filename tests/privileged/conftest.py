@@ -26,7 +26,8 @@ def lab_down_clean() -> None:
 @pytest.fixture(scope="module")
 def lab(lab_lock: None) -> Iterator[dict[str, Any]]:
     """A 2-node lab for the module; removed afterwards with nothing left behind."""
-    state = control.up(LabConfig(nodes=2))  # clears an earlier run's leftovers first
+    control.down(grace=5.0)  # a lab left running (by hand or a crash) is replaced
+    state = control.up(LabConfig(nodes=2))
     try:
         yield state
     finally:

@@ -22,6 +22,7 @@ class AgentConfig:
     bpf_pin_dir: Path = DEFAULT_BPF_PIN_DIR
     policy_enforcement: str = "default"  # default | always | never
     policy_audit_mode: bool = False
+    allow_localhost: bool = True
 
 
 def parse_args(argv: list[str] | None = None) -> AgentConfig:
@@ -45,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
                    default="default", help="as Cilium's enable-policy")
     p.add_argument("--policy-audit-mode", action="store_true",
                    help="report would-be policy drops as AUDIT instead of dropping")
+    p.add_argument("--allow-localhost", choices=["auto", "policy"], default="auto",
+                   help="auto: the node always reaches its endpoints; policy: as policy says")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ns = p.parse_args(argv)
     if not ns.store.startswith(("http://", "unix:", "embedded:")):
@@ -59,4 +62,5 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         bpf_pin_dir=ns.bpf_pin_dir,
         policy_enforcement=ns.policy_enforcement,
         policy_audit_mode=ns.policy_audit_mode,
+        allow_localhost=ns.allow_localhost == "auto",
     )

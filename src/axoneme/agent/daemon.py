@@ -110,6 +110,7 @@ async def run(config: AgentConfig) -> int:
             config.node, store, manager, kernel,
             mode=config.policy_enforcement,  # type: ignore[arg-type]
             audit=config.policy_audit_mode,
+            allow_localhost=config.allow_localhost,
         )
         await enforcement.restore()
         for ep in manager.endpoints():

@@ -16,7 +16,7 @@ import contextlib
 import ipaddress
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from axoneme.datapath.types import DatapathPort, IPCacheEntry, LxcEntry
@@ -29,13 +29,13 @@ from axoneme.identity.endpoints import (
     endpoint_object,
     parse_endpoint,
 )
-from axoneme.identity.reserved import INIT
+from axoneme.identity.reserved import HOST, INIT
 from axoneme.ipcache import model as ipcache_model
 from axoneme.k8s.errors import ValidationError
 from axoneme.k8s.objects import Namespace, Node, Pod, parse_namespace, parse_node, parse_pod
 from axoneme.labels.derive import endpoint_labels, reserved
 from axoneme.labels.model import LabelSet
-from axoneme.policy import mapstate
+from axoneme.policy import intervals, mapstate
 from axoneme.policy.parse import parse_policy
 from axoneme.policy.resolve import resolve
 from axoneme.policy.selector import SelectorCache
@@ -45,6 +45,7 @@ from axoneme.policy.types import (
     EnforcementMode,
     Policy,
     PolicyContext,
+    PortVerdicts,
 )
 from axoneme.store.types import Listing, Resource, Store, StoreError, WatchEvent
 
@@ -80,6 +81,22 @@ def router_ip(node: Node) -> str | None:
     return str(ipaddress.ip_network(node.pod_cidrs[0]).network_address + 1)
 
 
+WHOLE_LINE = ((0, 0xFFFFFF),)
+
+
+def allow_from_host(policy: EndpointPolicy) -> EndpointPolicy:
+    """Cilium's ``allow-localhost=auto``: the local node always reaches its endpoints
+    (kubelet probes), unless a deny rule says otherwise for the host itself."""
+    ingress = policy.ingress
+    if not ingress.enforced:
+        return policy
+    current = ingress.by_identity.get(int(HOST), PortVerdicts())
+    denied = intervals.union(current.deny, ingress.by_identity.get(0, PortVerdicts()).deny)
+    host = PortVerdicts(allow=intervals.subtract(WHOLE_LINE, denied), deny=current.deny)
+    by_identity = {**ingress.by_identity, int(HOST): host}
+    return replace(policy, ingress=replace(ingress, by_identity=by_identity))
+
+
 def cidr_prefixes(policies: Iterable[Policy]) -> set[str]:
     """Prefixes CiliumNetworkPolicy CIDR peers select by identity (Cilium semantics)."""
     prefixes: set[str] = set()
@@ -102,7 +119,9 @@ class Enforcement:
         *,
         mode: EnforcementMode = "default",
         audit: bool = False,
+        allow_localhost: bool = True,
     ) -> None:
+        self.allow_localhost = allow_localhost
         self.node = node
         self._store = store
         self._manager = manager
@@ -369,7 +388,8 @@ class Enforcement:
                     labels=self._ep_labels.get(ep.id, frozenset()),
                     named_ports=named_ports_of(pod) if pod else {},
                 )
-                results[ep.id] = resolve(ref, policies, ctx, self.selectors, revision=revision)
+                resolved = resolve(ref, policies, ctx, self.selectors, revision=revision)
+                results[ep.id] = allow_from_host(resolved) if self.allow_localhost else resolved
             state = mapstate.build(results.values())
             policy_changes = await asyncio.to_thread(self._datapath.sync_policy, state)
             for ep in local:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -40,9 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ...")
 
     probe = sub.add_parser("probe", help="test reachability: SRC DST:PORT/PROTO")
-    probe.add_argument("src", nargs="?", help="NS/POD or node:NAME")
     probe.add_argument(
-        "dst", nargs="?", help="NS/POD:PORT/PROTO, node:NAME:PORT/PROTO or IP:PORT/PROTO"
+        "src", nargs="?", help="NS/POD, node:NAME or world (the lab's host outside the cluster)"
+    )
+    probe.add_argument(
+        "dst",
+        nargs="?",
+        help="NS/POD, node:NAME, world or IP, then :PORT/PROTO (PROTO: TCP, UDP or SCTP)",
     )
     probe.add_argument("-f", "--file", help="file of 'SRC DST:PORT/PROTO' lines, - for stdin")
     probe.add_argument("--timeout", type=float, default=2.0, help="seconds per probe (default 2)")
@@ -69,6 +74,33 @@ def _parser() -> argparse.ArgumentParser:
     pwait = pol_sub.add_parser("wait", help="wait until every node runs a policy revision")
     pwait.add_argument("revision", nargs="?", type=int, help="default: the latest")
     pwait.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+
+    ident = sub.add_parser("identity", help="security identities")
+    ident_sub = ident.add_subparsers(dest="identity_command", required=True, metavar="list|get")
+    ident_sub.add_parser("list", help="every identity and its labels")
+    iget = ident_sub.add_parser("get", help="one identity")
+    iget.add_argument("id", type=int)
+
+    bpf = sub.add_parser("bpf", help="what the kernel's maps hold")
+    bpf_sub = bpf.add_subparsers(dest="bpf_command", required=True, metavar="ipcache|policy|ct")
+    bip = bpf_sub.add_parser("ipcache", help="IP prefix -> identity")
+    bip.add_argument("action", choices=["list"])
+    bip.add_argument("--node", help="only this lab node")
+    bpol = bpf_sub.add_parser("policy", help="an endpoint's policy entries")
+    bpol.add_argument("action", choices=["get"])
+    bpol.add_argument("endpoint", type=int, help="endpoint ID")
+    bpol.add_argument("--node", help="only this lab node")
+    bct = bpf_sub.add_parser("ct", help="connection tracking entries")
+    bct.add_argument("action", choices=["list"])
+    bct.add_argument("--node", help="only this lab node")
+
+    mon = sub.add_parser("monitor", help="datapath events, live")
+    mon.add_argument("--type", "-t", action="append", default=[],
+                     choices=["drop", "policy-verdict", "trace"], help="only these event types")
+    mon.add_argument("--node", help="only this lab node")
+    mon.add_argument("-j", "--json", action="store_true", help="one JSON object per event")
+    mon.add_argument("-n", "--max-events", type=int, help="stop after N events")
+    mon.add_argument("--duration", type=float, help="stop after S seconds")
 
     ep = sub.add_parser("endpoint", help="endpoints on the nodes")
     ep_sub = ep.add_subparsers(dest="endpoint_command", required=True, metavar="list")
@@ -199,6 +231,34 @@ def _policy(args: argparse.Namespace) -> int:
     raise CLIError(f"policy {cmd}: not implemented")
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from axoneme.cli import inspect
+
+    if args.command == "identity":
+        found = asyncio.run(inspect.identities())
+        if args.identity_command == "get":
+            if args.id not in found:
+                raise CLIError(f"identity {args.id} not found")
+            found = {args.id: found[args.id]}
+        print(inspect.identity_table(found))
+        return 0
+    if args.command == "bpf":
+        if args.bpf_command == "ipcache":
+            print(inspect.bpf_ipcache(args.node))
+        elif args.bpf_command == "policy":
+            print(inspect.bpf_policy(args.node, args.endpoint))
+        else:
+            print(inspect.bpf_ct(args.node))
+        return 0
+    if args.max_events is not None and args.max_events < 1:
+        raise CLIError(f"--max-events: {args.max_events} must be at least 1")
+    for node, event in inspect.monitor(agents(args.node), set(args.type), args.max_events,
+                                       args.duration):
+        print(json.dumps({"node": node, **event}) if args.json
+              else inspect.format_event(node, event), flush=True)
+    return 0
+
+
 def dispatch(args: argparse.Namespace) -> int:
     if args.command == "lab":
         return _lab(args)
@@ -230,6 +290,8 @@ def dispatch(args: argparse.Namespace) -> int:
         return _probe(args)
     if args.command == "policy":
         return _policy(args)
+    if args.command in ("identity", "bpf", "monitor"):
+        return _inspect(args)
     from axoneme.cli import agentcmds
 
     if args.command == "status":

@@ -6,16 +6,19 @@ point restarts with exactly the addresses its pods hold. An ADD is recorded
 as ``creating`` before any device exists; a restart that finds a ``creating``
 endpoint undoes it (the runtime never saw success, so it retries or DELs).
 
-Synchronous by design: the agent calls it from one worker thread at a time.
+Synchronous, and safe to call from several threads: every public operation
+holds the manager's lock (the agent calls it from worker threads and its loop).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from axoneme.endpoint.model import Endpoint, State, attachment, host_ifname_for
 from axoneme.endpoint.types import LinkDriver
@@ -52,8 +55,25 @@ class PodInfo:
     identity: int | None = None
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(
+    method: Callable[Concatenate[EndpointManager, P], R],
+) -> Callable[Concatenate[EndpointManager, P], R]:
+    def wrapper(self: EndpointManager, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    wrapper.__doc__ = method.__doc__
+    wrapper.__name__ = method.__name__
+    return wrapper
+
+
 class EndpointManager:
     def __init__(self, state_file: Path, pod_cidr: str, driver: LinkDriver) -> None:
+        self._lock = threading.RLock()
         self._file = state_file
         self._driver = driver
         data = json.loads(state_file.read_text()) if state_file.exists() else {}
@@ -67,6 +87,7 @@ class EndpointManager:
     def router_ip(self) -> str:
         return str(self.ipam.router)
 
+    @_locked
     def endpoints(self) -> list[Endpoint]:
         return sorted(self._endpoints.values(), key=lambda e: e.id)
 
@@ -92,6 +113,7 @@ class EndpointManager:
                 return candidate
         raise EndpointError(CODE_STATE_FAILED, "no free endpoint ID on this node")
 
+    @_locked
     def restore(self) -> list[str]:
         """Undo half-done ADDs and remove devices no endpoint owns; returns what it did."""
         actions: list[str] = []
@@ -123,6 +145,7 @@ class EndpointManager:
         self._save()
         return actions
 
+    @_locked
     def add(self, container_id: str, ifname: str, netns: str, pod: PodInfo) -> Endpoint:
         owner = attachment(container_id, ifname)
         existing = self._endpoints.get(owner)
@@ -178,6 +201,7 @@ class EndpointManager:
         self._save()
         return ep
 
+    @_locked
     def delete(self, container_id: str, ifname: str) -> Endpoint | None:
         """Remove an attachment; unknown ones are fine (DEL is idempotent)."""
         owner = attachment(container_id, ifname)
@@ -193,6 +217,7 @@ class EndpointManager:
         self._save()
         return ep
 
+    @_locked
     def set_identity(self, container_id: str, ifname: str, identity: int,
                      labels: dict[str, str]) -> Endpoint | None:
         """Record a new identity (the pod's labels changed); persisted at once."""
@@ -205,6 +230,7 @@ class EndpointManager:
         self._save()
         return ep
 
+    @_locked
     def check(self, container_id: str, ifname: str) -> list[str]:
         ep = self._endpoints.get(attachment(container_id, ifname))
         if ep is None:
@@ -215,6 +241,7 @@ class EndpointManager:
             netns=ep.netns, ifname=ep.ifname, host_ifname=ep.host_ifname, address=ep.ipv4
         )
 
+    @_locked
     def gc(self, valid: set[str]) -> list[Endpoint]:
         """Delete every attachment not in ``valid`` (CNI GC's cni.dev/valid-attachments)."""
         removed = []

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from pathlib import Path
+
+_tmp_names = itertools.count()
 
 
 def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
@@ -13,7 +17,10 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
     ``kill -9`` of the writer) cannot leave an empty state file behind.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Unique per writer, so two threads writing the same file never share a temp file.
+    tmp = path.with_name(
+        f".{path.name}.{os.getpid()}.{threading.get_ident()}.{next(_tmp_names)}.tmp"
+    )
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, text.encode())

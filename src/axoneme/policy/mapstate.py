@@ -86,8 +86,9 @@ def _add_direction(
         if verdicts.allow or verdicts.deny:
             state.by_identity[(identity, ep, direction)] = intern(verdicts)
     for prefix, verdicts in dp.by_prefix.items():
-        if verdicts.allow or verdicts.deny:
-            state.by_prefix[(ep, direction, prefix)] = intern(verdicts)
+        # An empty set is written too: it is a carve-out (an ipBlock ``except``)
+        # that must shadow the enclosing prefix in the longest-prefix match.
+        state.by_prefix[(ep, direction, prefix)] = intern(verdicts)
 
 
 def port_entries(state: MapState, encode: PortEncoder) -> dict[tuple[int, int, int, int], int]:
