@@ -25,6 +25,7 @@ from axoneme.agent.enforcement import Enforcement
 from axoneme.agent.monitor import EventHub
 from axoneme.agent.noderoutes import NodeRoutes
 from axoneme.agent.service import AgentService
+from axoneme.datapath import reasons
 from axoneme.datapath.events import DatapathEvent
 from axoneme.datapath.linux import netdev
 from axoneme.datapath.linux.driver import NetlinkDriver
@@ -179,6 +180,7 @@ def event_json(event: DatapathEvent) -> dict[str, object]:
         "verdictName": event.verdict_name,
         "direction": event.direction,
         "reasonName": event.reason_name if event.reason else "",
+        "reasonText": reasons.describe(event.reason) if event.reason else "",
         "ctState": event.ct_state_name,
         "summary": event.summary(),
     }

@@ -48,17 +48,20 @@ def endpoint_rows(refs: list[AgentRef]) -> tuple[str, bool]:
             endpoints = _ask(ref, "/v1/endpoints")
         except (AgentUnavailableError, AgentAPIError) as exc:
             healthy = False
-            rows.append([ref.node, "-", "-", f"(agent unavailable: {exc})", "-", "-"])
+            rows.append([ref.node, "-", "-", "-", "-", f"(agent unavailable: {exc})", "-", "-"])
             continue
         for ep in endpoints:
             labels = _labels(ep)
             identity = str(ep["identity"]) if ep["identity"] is not None else "(pending)"
             first = labels[0] if labels else "(none)"
-            rows.append([ref.node, str(ep["id"]), identity, first, ep["ipv4"], ep["state"]])
-            rows += [["", "", "", extra, "", ""] for extra in labels[1:]]
-    return table(
-        ["NODE", "ENDPOINT", "IDENTITY", "LABELS (source:key[=value])", "IPv4", "STATUS"], rows
-    ), healthy
+            enforcement = ep.get("policyEnforcement", {})
+            rows.append([ref.node, str(ep["id"]), enforcement.get("ingress", "Disabled"),
+                         enforcement.get("egress", "Disabled"), identity, first, ep["ipv4"],
+                         ep["state"]])
+            rows += [["", "", "", "", "", extra, "", ""] for extra in labels[1:]]
+    headers = ["NODE", "ENDPOINT", "POLICY (ingress)", "POLICY (egress)", "IDENTITY",
+               "LABELS (source:key[=value])", "IPv4", "STATUS"]
+    return table(headers, rows), healthy
 
 
 def _labels(ep: dict[str, Any]) -> list[str]:
@@ -68,3 +71,14 @@ def _labels(ep: dict[str, Any]) -> list[str]:
     if not labels:
         labels.append(f"container:{ep['containerId'][:12]}")
     return labels
+
+
+def first_policy_status(refs: list[AgentRef]) -> dict[str, Any] | None:
+    """The policy settings of the first agent that answers (they share one config)."""
+    for ref in refs:
+        try:
+            status: dict[str, Any] = _ask(ref, "/v1/policy")
+            return status
+        except (AgentUnavailableError, AgentAPIError):
+            continue
+    return None

@@ -85,8 +85,10 @@ def bpf_ipcache(node: str | None) -> str:
     for name, pin in pin_dirs(node):
         dp = _datapath(pin)
         try:
-            rows = [[prefix, f"identity={v.identity} tunnelendpoint={v.tunnel_ip}"]
-                    for prefix, v in dp.ipcache.items()]
+            rows = [
+                [prefix, f"identity={v.identity} tunnelendpoint={v.tunnel_ip}"]
+                for prefix, v in dp.ipcache.items()
+            ]
         finally:
             dp.close()
         blocks.append(f"# {name}\n" + table(["IP PREFIX/ADDRESS", "IDENTITY"], rows))
@@ -111,13 +113,20 @@ def bpf_policy(node: str | None, ep_id: int) -> str:
             dp.close()
         if flags is None:
             continue
-        head = (f"# {name} endpoint {ep_id}: ingress "
-                f"{'enforced' if flags & 1 else 'not enforced'}, egress "
-                f"{'enforced' if flags & 2 else 'not enforced'}"
-                f"{' (audit)' if flags & 12 else ''}")
-        blocks.append(head + "\n" + table(
-            ["DIRECTION", "PEER", "PROTO", "PORT", "VERDICT"], entries or [["-", "-", "-", "-",
-                                                                         "(no entries)"]]))
+        head = (
+            f"# {name} endpoint {ep_id}: ingress "
+            f"{'enforced' if flags & 1 else 'not enforced'}, egress "
+            f"{'enforced' if flags & 2 else 'not enforced'}"
+            f"{' (audit)' if flags & 12 else ''}"
+        )
+        blocks.append(
+            head
+            + "\n"
+            + table(
+                ["DIRECTION", "PEER", "PROTO", "PORT", "VERDICT"],
+                entries or [["-", "-", "-", "-", "(no entries)"]],
+            )
+        )
     if not blocks:
         raise CLIError(f"endpoint {ep_id} is not on {'node ' + node if node else 'any node'}")
     return "\n\n".join(blocks)
@@ -148,10 +157,12 @@ def bpf_ct(node: str | None) -> str:
             for k, v in dp.ct.items():
                 proto = PROTOS.get(k.proto, str(k.proto)).upper()
                 idle = max(0, (now - v.last_seen_ns) // 1_000_000_000)
-                rows.append(f"{proto} {'IN' if k.dir == 0 else 'OUT'} {k.saddr}:{k.sport} -> "
-                            f"{k.daddr}:{k.dport} idle={idle}s Packets={v.packets} "
-                            f"Bytes={v.bytes} SourceSecurityID={v.src_identity} "
-                            f"EndpointID={v.ep_id}")
+                rows.append(
+                    f"{proto} {'IN' if k.dir == 0 else 'OUT'} {k.saddr}:{k.sport} -> "
+                    f"{k.daddr}:{k.dport} idle={idle}s Packets={v.packets} "
+                    f"Bytes={v.bytes} SourceSecurityID={v.src_identity} "
+                    f"EndpointID={v.ep_id}"
+                )
         finally:
             dp.close()
         blocks.append(f"# {name}\n" + ("\n".join(rows) or "(empty)"))
@@ -195,8 +206,9 @@ def _stream(ref: AgentRef, out: queue.Queue[tuple[str, dict[str, Any]]]) -> None
         conn.close()
 
 
-def monitor(refs: list[AgentRef], types: set[str], limit: int | None,
-            duration: float | None) -> Iterator[tuple[str, dict[str, Any]]]:
+def monitor(
+    refs: list[AgentRef], types: set[str], limit: int | None, duration: float | None
+) -> Iterator[tuple[str, dict[str, Any]]]:
     events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
     for ref in refs:
         threading.Thread(target=_stream, args=(ref, events), daemon=True).start()
@@ -230,14 +242,22 @@ def format_event(node: str, e: dict[str, Any]) -> str:
     ids = f"identity {e['src_identity']}->{e['dst_identity']}"
     kind = e["typeName"]
     if kind == "DROP":
-        return (f"[{node}] xx drop ({e['reasonName']}) to endpoint {e['ep_id']}, "
-                f"ifindex {e['ifindex']}, {ids}: {tuple_}")
+        reason = e.get("reasonText") or e["reasonName"]
+        return (
+            f"[{node}] xx drop ({reason}) to endpoint {e['ep_id']}, "
+            f"ifindex {e['ifindex']}, {ids}: {tuple_}"
+        )
     if kind == "POLICY_VERDICT":
         action = {"FORWARDED": "allow", "DROPPED": "deny", "AUDIT": "audit"}.get(
-            e["verdictName"], e["verdictName"].lower())
-        return (f"[{node}] Policy verdict log: local EP ID {e['ep_id']}, remote ID "
-                f"{e['src_identity'] if e['direction'] == 'ingress' else e['dst_identity']}, "
-                f"proto {e['proto']}, {e['direction']}, action {action}, {tuple_}")
+            e["verdictName"], e["verdictName"].lower()
+        )
+        return (
+            f"[{node}] Policy verdict log: local EP ID {e['ep_id']}, remote ID "
+            f"{e['src_identity'] if e['direction'] == 'ingress' else e['dst_identity']}, "
+            f"proto {e['proto']}, {e['direction']}, action {action}, {tuple_}"
+        )
     arrow = "->" if e["direction"] == "ingress" else "<-"
-    return (f"[{node}] {arrow} endpoint {e['ep_id']} {ids} state {e['ctState']} "
-            f"ifindex {e['ifindex']}: {tuple_}")
+    return (
+        f"[{node}] {arrow} endpoint {e['ep_id']} {ids} state {e['ctState']} "
+        f"ifindex {e['ifindex']}: {tuple_}"
+    )

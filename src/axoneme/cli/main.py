@@ -21,6 +21,10 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
     up.add_argument("--pod-cidr", default="10.42.0.0/16", help="cluster pod CIDR")
     up.add_argument("--pod-cidr-mask", type=int, default=24, help="each node's pod CIDR size")
+    up.add_argument("--policy-enforcement", choices=["default", "always", "never"],
+                    default="default", help="as Cilium's enable-policy (default: default)")
+    up.add_argument("--policy-audit-mode", action="store_true",
+                    help="report would-be policy drops as AUDIT instead of dropping")
     lab_sub.add_parser("down", help="remove everything the lab created")
     lab_sub.add_parser("status", help="nodes, agents and store health")
 
@@ -57,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--node", help="only this lab node")
 
     pol = sub.add_parser("policy", help="network policies: import, get, delete, wait, trace")
-    pol_sub = pol.add_subparsers(dest="policy_command", required=True,
-                                 metavar="import|get|delete|wait|trace")
+    pol_sub = pol.add_subparsers(
+        dest="policy_command", required=True, metavar="import|get|delete|wait|trace"
+    )
     pimp = pol_sub.add_parser("import", help="create or update policies from a manifest")
     pimp.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
     pget = pol_sub.add_parser("get", help="list policies")
@@ -71,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     pdel.add_argument("-n", "--namespace", default="default")
     pdel.add_argument("--kind", choices=["netpol", "cnp", "ccnp"], help="only this kind")
     pdel.add_argument("--all", action="store_true", help="delete every policy of every kind")
+    ptrace = pol_sub.add_parser("trace", help="the verdict for a flow, and the rules behind it")
+    ptrace.add_argument("--src", required=True, help="NAMESPACE/POD or IP")
+    ptrace.add_argument("--dst", required=True, help="NAMESPACE/POD or IP")
+    ptrace.add_argument("--dport", required=True, help="PORT/PROTO, e.g. 80/TCP")
     pwait = pol_sub.add_parser("wait", help="wait until every node runs a policy revision")
     pwait.add_argument("revision", nargs="?", type=int, help="default: the latest")
     pwait.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
@@ -95,8 +104,14 @@ def _parser() -> argparse.ArgumentParser:
     bct.add_argument("--node", help="only this lab node")
 
     mon = sub.add_parser("monitor", help="datapath events, live")
-    mon.add_argument("--type", "-t", action="append", default=[],
-                     choices=["drop", "policy-verdict", "trace"], help="only these event types")
+    mon.add_argument(
+        "--type",
+        "-t",
+        action="append",
+        default=[],
+        choices=["drop", "policy-verdict", "trace"],
+        help="only these event types",
+    )
     mon.add_argument("--node", help="only this lab node")
     mon.add_argument("-j", "--json", action="store_true", help="one JSON object per event")
     mon.add_argument("-n", "--max-events", type=int, help="stop after N events")
@@ -114,7 +129,8 @@ def _lab(args: argparse.Namespace) -> int:
     from axoneme.lab.topology import LabConfig
 
     if args.lab_command == "up":
-        config = LabConfig(args.nodes, args.pod_cidr, args.pod_cidr_mask)
+        config = LabConfig(args.nodes, args.pod_cidr, args.pod_cidr_mask,
+                           args.policy_enforcement, args.policy_audit_mode)
         try:
             config.validate()
             state = control.up(config)
@@ -219,7 +235,8 @@ def _policy(args: argparse.Namespace) -> int:
         if bool(args.names) == args.all:
             raise CLIError("give policy names, or --all")
         lines, revision = asyncio.run(
-            policy.delete(args.names, args.namespace, args.kind, args.all))
+            policy.delete(args.names, args.namespace, args.kind, args.all)
+        )
         print("\n".join(lines) if lines else "no policies to delete")
         print(f"revision {revision}")
         return 0
@@ -228,7 +245,14 @@ def _policy(args: argparse.Namespace) -> int:
             raise CLIError(f"--timeout: {args.timeout} must be positive")
         print(policy.run_wait(agents(None), args.revision, args.timeout))
         return 0
-    raise CLIError(f"policy {cmd}: not implemented")
+    from axoneme.cli import trace
+    from axoneme.cli.agentcmds import first_policy_status
+
+    view = asyncio.run(trace.load_cluster())
+    mode, audit = trace.agent_settings(first_policy_status(agents(None)))
+    result = trace.run_trace(view, args.src, args.dst, args.dport, mode, audit)
+    print(result.text)
+    return 0
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -252,10 +276,13 @@ def _inspect(args: argparse.Namespace) -> int:
         return 0
     if args.max_events is not None and args.max_events < 1:
         raise CLIError(f"--max-events: {args.max_events} must be at least 1")
-    for node, event in inspect.monitor(agents(args.node), set(args.type), args.max_events,
-                                       args.duration):
-        print(json.dumps({"node": node, **event}) if args.json
-              else inspect.format_event(node, event), flush=True)
+    for node, event in inspect.monitor(
+        agents(args.node), set(args.type), args.max_events, args.duration
+    ):
+        print(
+            json.dumps({"node": node, **event}) if args.json else inspect.format_event(node, event),
+            flush=True,
+        )
     return 0
 
 

@@ -21,16 +21,21 @@ from axoneme.cli.resources import apply_objects, as_list, read_manifest
 from axoneme.store.types import Key, Resource, StoreError
 
 POLICY_KINDS = ("NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
-SHORT = {"NetworkPolicy": "netpol", "CiliumNetworkPolicy": "cnp",
-         "CiliumClusterwideNetworkPolicy": "ccnp"}
+SHORT = {
+    "NetworkPolicy": "netpol",
+    "CiliumNetworkPolicy": "cnp",
+    "CiliumClusterwideNetworkPolicy": "ccnp",
+}
 
 
 async def import_file(path: str) -> tuple[list[str], int]:
     objects = read_manifest(path)
     for index, obj in enumerate(objects):
         if obj["kind"] not in POLICY_KINDS:
-            raise CLIError(f"{path} (object {index + 1}): kind: {obj['kind']} is not a policy "
-                           f"(use axoneme apply for other kinds)")
+            raise CLIError(
+                f"{path} (object {index + 1}): kind: {obj['kind']} is not a policy "
+                f"(use axoneme apply for other kinds)"
+            )
     return await apply_objects(objects)
 
 
@@ -65,21 +70,28 @@ def render(items: list[Resource], output: str) -> str:
     if not items:
         return "No policies found."
     rows = [
-        [SHORT[o["kind"]], o["metadata"].get("namespace", "") or "-", o["metadata"]["name"],
-         _rule_counts(o), o["metadata"].get("resourceVersion", "")]
+        [
+            SHORT[o["kind"]],
+            o["metadata"].get("namespace", "") or "-",
+            o["metadata"]["name"],
+            _rule_counts(o),
+            o["metadata"].get("resourceVersion", ""),
+        ]
         for o in items
     ]
     return table(["KIND", "NAMESPACE", "NAME", "RULES", "REVISION"], rows)
 
 
-async def delete(names: list[str], namespace: str, kind: str | None,
-                 delete_all: bool) -> tuple[list[str], int]:
+async def delete(
+    names: list[str], namespace: str, kind: str | None, delete_all: bool
+) -> tuple[list[str], int]:
     items = await list_policies(None if delete_all else namespace)
     if delete_all:
         targets = items
     else:
         targets = [
-            o for o in items
+            o
+            for o in items
             if o["metadata"]["name"] in names
             and (kind is None or o["kind"] == kind or SHORT[o["kind"]] == kind)
             and o["metadata"].get("namespace", namespace) in (namespace, "")
@@ -124,10 +136,14 @@ def wait(refs: list[AgentRef], revision: int, timeout: float) -> dict[str, int |
         if all(v is not None and v >= revision for v in view.values()):
             return view
         if time.monotonic() > deadline:
-            lagging = ", ".join(f"{n} at {v if v is not None else 'unreachable'}"
-                                for n, v in view.items() if v is None or v < revision)
-            raise CLIError(f"timed out after {timeout:g}s waiting for revision {revision}: "
-                           f"{lagging}")
+            lagging = ", ".join(
+                f"{n} at {v if v is not None else 'unreachable'}"
+                for n, v in view.items()
+                if v is None or v < revision
+            )
+            raise CLIError(
+                f"timed out after {timeout:g}s waiting for revision {revision}: {lagging}"
+            )
         time.sleep(0.05)
 
 

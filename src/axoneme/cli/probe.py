@@ -9,7 +9,8 @@ from typing import Any
 
 from axoneme.cli.context import CLIError, open_store
 from axoneme.lab.control import require_state
-from axoneme.lab.topology import pod_netns
+from axoneme.lab.netsetup import NETNS_DIR
+from axoneme.lab.topology import WORLD_NETNS, WORLD_SOURCE_IP, pod_netns
 from axoneme.probe.run import ProbeError, ProbeResult, ProbeTarget, probe_many
 from axoneme.probe.spec import ProbeSpec, endpoint_kind
 from axoneme.store.types import Key, Store
@@ -51,12 +52,25 @@ class Resolver:
         return self._pods[ref]
 
     async def source(self, ref: str) -> str:
-        if endpoint_kind(ref) == "node":
+        kind = endpoint_kind(ref)
+        if kind == "world":
+            path = NETNS_DIR / WORLD_NETNS
+            if not path.exists():
+                raise CLIError(f"world: this lab has no {WORLD_NETNS} namespace (restart the lab)")
+            return str(path)
+        if kind == "node":
             return f"/run/netns/{self._node(ref)['netns']}"
         return _pod_netns_path(await self.pod(ref), ref)
 
+    @staticmethod
+    def source_ip(ref: str) -> str | None:
+        """The address to send from: the world's, so replies take the world's routes."""
+        return WORLD_SOURCE_IP if endpoint_kind(ref) == "world" else None
+
     async def destination(self, ref: str) -> str:
         kind = endpoint_kind(ref)
+        if kind == "world":
+            return WORLD_SOURCE_IP
         if kind == "ip":
             return str(ipaddress.ip_address(ref))
         if kind == "node":
@@ -74,7 +88,11 @@ async def run_probes(specs: list[ProbeSpec], timeout: float) -> list[ProbeResult
         resolver = Resolver(store)
         targets = [
             ProbeTarget(
-                await resolver.source(s.src), await resolver.destination(s.dst), s.port, s.proto
+                await resolver.source(s.src),
+                await resolver.destination(s.dst),
+                s.port,
+                s.proto,
+                resolver.source_ip(s.src),
             )
             for s in specs
         ]

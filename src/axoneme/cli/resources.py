@@ -30,8 +30,14 @@ KIND_ALIASES = {
 }
 # Namespaces must exist before what goes in them, and outlive it; policies
 # go in before pods so a new pod never runs a moment without them.
-APPLY_ORDER = {"Namespace": 0, "Node": 1, "NetworkPolicy": 2, "CiliumNetworkPolicy": 2,
-               "CiliumClusterwideNetworkPolicy": 2, "Pod": 3}
+APPLY_ORDER = {
+    "Namespace": 0,
+    "Node": 1,
+    "NetworkPolicy": 2,
+    "CiliumNetworkPolicy": 2,
+    "CiliumClusterwideNetworkPolicy": 2,
+    "Pod": 3,
+}
 
 
 def read_manifest(path: str) -> list[dict[str, Any]]:

@@ -156,15 +156,19 @@ def up(config: LabConfig, timeout: float = 90.0) -> dict[str, Any]:
     write_launcher(cni_bin_dir() / "axoneme-cni", Path(axoneme.__file__).parent.parent)
     try:
         netsetup.create_underlay()
-        for plan in node_plans(config):
+        plans = node_plans(config)
+        for plan in plans:
             netsetup.create_node(plan)
+        netsetup.create_world(plans)
         with open(LAB_DIR / "supervisor.log", "ab") as log:
             # `setsid -f` forks the supervisor into its own session and returns at
             # once: the lab outlives this CLI and no child is left unwaited here.
             subprocess.run(
                 ["setsid", "-f", sys.executable, "-m", "axoneme.lab.supervisor",
                  "--nodes", str(config.nodes), "--pod-cidr", config.pod_cidr,
-                 "--pod-cidr-mask", str(config.pod_cidr_mask)],
+                 "--pod-cidr-mask", str(config.pod_cidr_mask),
+                 "--policy-enforcement", config.policy_enforcement,
+                 *(["--policy-audit-mode"] if config.policy_audit_mode else [])],
                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, check=True,
                 env={**os.environ, ENV_MARK: str(LAB_DIR)},
             )

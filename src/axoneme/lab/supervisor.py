@@ -63,8 +63,10 @@ def node_object(plan: NodePlan) -> dict[str, Any]:
     }
 
 
-def agent_args(plan: NodePlan) -> list[str]:
+def agent_args(plan: NodePlan, config: LabConfig) -> list[str]:
     return [
+        "--policy-enforcement", config.policy_enforcement,
+        *(["--policy-audit-mode"] if config.policy_audit_mode else []),
         "--node", plan.name,
         "--store", store_url_for_nodes(),
         "--state-dir", str(plan.state_dir),
@@ -182,7 +184,7 @@ class Supervisor:
                     sys.executable,
                     "-m",
                     "axoneme.agent.daemon",
-                    *agent_args(plan),
+                    *agent_args(plan, self.config),
                     stdout=logfile,
                     stderr=logfile,
                     stdin=asyncio.subprocess.DEVNULL,
@@ -277,8 +279,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--nodes", type=int, default=2)
     p.add_argument("--pod-cidr", default="10.42.0.0/16")
     p.add_argument("--pod-cidr-mask", type=int, default=24)
+    p.add_argument("--policy-enforcement", default="default")
+    p.add_argument("--policy-audit-mode", action="store_true")
     ns = p.parse_args(argv)
-    config = LabConfig(ns.nodes, ns.pod_cidr, ns.pod_cidr_mask)
+    config = LabConfig(ns.nodes, ns.pod_cidr, ns.pod_cidr_mask, ns.policy_enforcement,
+                       ns.policy_audit_mode)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         code = asyncio.run(Supervisor(config).run())

@@ -28,14 +28,32 @@ ETCD_UNIX_NAME = "etcd.sock:0"  # etcd's unix listener takes HOST:PORT and binds
 ENV_MARK = "AXONEME_LAB"
 MAX_NODES = 200
 
+# The world: one host outside the cluster, on the underlay like an external
+# client. Its addresses are documentation ranges (RFC 5737) standing in for
+# the internet; nodes route those prefixes to it, it routes pod CIDRs back.
+WORLD_NETNS = "axn-world"
+WORLD_IP = str(UNDERLAY.broadcast_address - 1)  # 172.30.0.254
+WORLD_BRIDGE_PORT = "axn-w"
+WORLD_ADDRESSES = ("198.51.100.10", "203.0.113.10")
+WORLD_PREFIXES = ("198.51.100.0/24", "203.0.113.0/24")
+WORLD_SOURCE_IP = WORLD_ADDRESSES[0]  # what `axoneme probe world ...` sends from
+WORLD_PORTS = ("80/TCP", "53/UDP", "8080/TCP", "5353/UDP", "80/SCTP", "8080/SCTP")
+
 
 @dataclass(frozen=True)
 class LabConfig:
     nodes: int = 2
     pod_cidr: str = "10.42.0.0/16"
     pod_cidr_mask: int = 24
+    policy_enforcement: str = "default"  # default | always | never, as Cilium's enable-policy
+    policy_audit_mode: bool = False
 
     def validate(self) -> None:
+        if self.policy_enforcement not in ("default", "always", "never"):
+            raise ValueError(
+                f"--policy-enforcement: {self.policy_enforcement!r} is not default, always "
+                "or never"
+            )
         if not 1 <= self.nodes <= MAX_NODES:
             raise ValueError(f"--nodes: {self.nodes} is not in 1..{MAX_NODES}")
         try:
@@ -128,3 +146,11 @@ def bpf_pin_dir(plan: NodePlan) -> Path:
 
 def state_file() -> Path:
     return LAB_DIR / "lab.json"
+
+
+def world_log() -> Path:
+    return LAB_DIR / "world.log"
+
+
+def world_state_file() -> Path:
+    return LAB_DIR / "world.json"
