@@ -46,6 +46,17 @@ print(next(p["status"]["podIP"] for p in json.load(sys.stdin)["items"] if p["met
 $AX exec demo/client -- curl -s "http://$WEB2/hello"
 echo
 
+step "identity-based policy, enforced in the kernel: only demo/client may reach web on 80/TCP"
+$AX policy import -f examples/policy.yaml
+$AX policy wait
+$AX probe --timeout 1 -f - <<'PROBES' || true
+demo/client demo/web-2:80/TCP
+demo/client demo/web-2:53/UDP
+demo/web-1 demo/web-2:80/TCP
+PROBES
+$AX policy trace --src demo/web-1 --dst demo/web-2 --dport 80/TCP
+$AX endpoint list
+
 step "axoneme status"
 $AX status
 

@@ -61,6 +61,24 @@ def deploy_pol() -> dict[str, dict[str, Any]]:
     return wait_pods("pol", {"web", "client", "other"})
 
 
+def monitor_during(args: list[str], action: Any) -> str:
+    """Run ``axoneme monitor ARGS`` while ``action()`` runs; its output."""
+    mon = subprocess.Popen(
+        [sys.executable, "-m", "axoneme.cli.main", "monitor", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)  # subscribed before the traffic starts
+        action()
+        out, _ = mon.communicate(timeout=20)
+    finally:
+        if mon.poll() is None:
+            mon.kill()
+            mon.wait()
+    return out
+
+
 def probe(src: str, dst: str, timeout: float = 1.0) -> str:
     out = ax("probe", "--timeout", str(timeout), src, dst, check=False).stdout
     return out.split()[0]
@@ -115,32 +133,10 @@ def test_policy_enforced_and_explained(pol: dict[str, dict[str, Any]]) -> None:
 
 
 def test_monitor_shows_the_drop_with_its_reason(pol: dict[str, dict[str, Any]]) -> None:
-    mon = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "axoneme.cli.main",
-            "monitor",
-            "--node",
-            "node2",
-            "-t",
-            "drop",
-            "-n",
-            "1",
-            "--duration",
-            "15",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        time.sleep(1.0)
+    def denied() -> None:
         assert probe("pol/other", "pol/web:81/TCP") == "timeout"
-        out, _ = mon.communicate(timeout=20)
-    finally:
-        if mon.poll() is None:
-            mon.kill()
-            mon.wait()
+
+    out = monitor_during(["--node", "node2", "-t", "drop", "-n", "1", "--duration", "15"], denied)
     assert "drop (Policy denied)" in out, out
     assert f"-> {pol['web']['status']['podIP']}:81 tcp SYN" in out
 
@@ -290,31 +286,11 @@ def test_audit_mode_reports_instead_of_dropping(lab_lock: None) -> None:
                 "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
             }
         )
-        mon = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "axoneme.cli.main",
-                "monitor",
-                "-t",
-                "policy-verdict",
-                "-n",
-                "1",
-                "--duration",
-                "15",
-                "-j",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            time.sleep(1.0)
+
+        def audited() -> None:
             assert probe("m/a", "m/b:80/TCP") == "reachable"
-            out, _ = mon.communicate(timeout=20)
-        finally:
-            if mon.poll() is None:
-                mon.kill()
-                mon.wait()
+
+        out = monitor_during(["-t", "policy-verdict", "-n", "1", "--duration", "15", "-j"], audited)
         event = json.loads(out.splitlines()[0])
         assert event["verdictName"] == "AUDIT" and event["direction"] == "ingress"
         assert "Disabled" not in ax("endpoint", "list").stdout.split("\n")[1]
