@@ -290,9 +290,12 @@ def test_audit_mode_reports_instead_of_dropping(lab_lock: None) -> None:
         def audited() -> None:
             assert probe("m/a", "m/b:80/TCP") == "reachable"
 
-        out = monitor_during(["-t", "policy-verdict", "-n", "1", "--duration", "15", "-j"], audited)
-        event = json.loads(out.splitlines()[0])
-        assert event["verdictName"] == "AUDIT" and event["direction"] == "ingress"
+        out = monitor_during(["-t", "policy-verdict", "-n", "2", "--duration", "15", "-j"], audited)
+        # One verdict per side of the new connection: egress at a (not enforced),
+        # ingress at b (enforced, audited).
+        events = {e["direction"]: e for e in map(json.loads, out.splitlines())}
+        assert events["ingress"]["verdictName"] == "AUDIT", events
+        assert events["egress"]["verdictName"] == "FORWARDED", events
         assert "Disabled" not in ax("endpoint", "list").stdout.split("\n")[1]
     finally:
         control.down()

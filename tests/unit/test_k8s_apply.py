@@ -49,12 +49,20 @@ def test_pod_spec_change_is_forbidden() -> None:
 
 
 def test_policy_update_replaces_spec_and_specs() -> None:
-    stored = new_object({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
-                         "metadata": {"name": "p", "namespace": "d"},
-                         "spec": {"endpointSelector": {}}})
-    desired = {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
-               "metadata": {"name": "p", "namespace": "d"},
-               "specs": [{"endpointSelector": {}}]}
+    stored = new_object(
+        {
+            "apiVersion": "cilium.io/v2",
+            "kind": "CiliumNetworkPolicy",
+            "metadata": {"name": "p", "namespace": "d"},
+            "spec": {"endpointSelector": {}},
+        }
+    )
+    desired = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "p", "namespace": "d"},
+        "specs": [{"endpointSelector": {}}],
+    }
     merged = merge(stored, desired)
     assert "spec" not in merged and merged["specs"] == [{"endpointSelector": {}}]
     assert merged["metadata"]["uid"] == stored["metadata"]["uid"]

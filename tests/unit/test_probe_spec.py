@@ -35,7 +35,7 @@ def test_parse_valid_lines(line: str, expected: ProbeSpec | None) -> None:
         ("demo/a demo/b:0/TCP", "port: 0 is not in 1..65535"),
         ("demo/a demo/b:http/TCP", "port: 'http' is not a number"),
         ("demo/a demo/b:-1/TCP", "port: '-1' is not a number"),
-        ("demo/a demo/b:80/SCTP", "proto: 'SCTP' is not TCP or UDP"),
+        ("demo/a demo/b:80/ICMP", "proto: 'ICMP' is not TCP, UDP or SCTP"),
         ("demo/a demo/b:80", "proto: '80' lacks '/TCP' or '/UDP'"),
         ("demo/a demo/b", "dst: 'demo/b' lacks ':PORT/PROTO'"),
         ("demo/a :80/TCP", "dst: ':80/TCP' lacks ':PORT/PROTO'"),

@@ -130,7 +130,7 @@ def test_parse_args() -> None:
     assert options.ports == (PortSpec(80, "TCP"), PortSpec(53, "UDP"))
 
 
-@pytest.mark.parametrize("port", ["70000/TCP", "0/UDP", "80", "80/SCTP", "x/TCP", "/TCP"])
+@pytest.mark.parametrize("port", ["70000/TCP", "0/UDP", "80", "80/ICMP", "x/TCP", "/TCP"])
 def test_bad_port_exits_2_naming_argument(port: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         workload.main(["--namespace", "d", "--pod", "p", "--node", "n", "--port", port])

@@ -40,14 +40,29 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         action="store_true",
         help="do not enable IPv4 forwarding in this network namespace",
     )
-    p.add_argument("--bpf-pin-dir", type=Path, default=DEFAULT_BPF_PIN_DIR,
-                   help="bpffs directory for the datapath's pinned maps and programs")
-    p.add_argument("--policy-enforcement", choices=["default", "always", "never"],
-                   default="default", help="as Cilium's enable-policy")
-    p.add_argument("--policy-audit-mode", action="store_true",
-                   help="report would-be policy drops as AUDIT instead of dropping")
-    p.add_argument("--allow-localhost", choices=["auto", "policy"], default="auto",
-                   help="auto: the node always reaches its endpoints; policy: as policy says")
+    p.add_argument(
+        "--bpf-pin-dir",
+        type=Path,
+        default=DEFAULT_BPF_PIN_DIR,
+        help="bpffs directory for the datapath's pinned maps and programs",
+    )
+    p.add_argument(
+        "--policy-enforcement",
+        choices=["default", "always", "never"],
+        default="default",
+        help="as Cilium's enable-policy",
+    )
+    p.add_argument(
+        "--policy-audit-mode",
+        action="store_true",
+        help="report would-be policy drops as AUDIT instead of dropping",
+    )
+    p.add_argument(
+        "--allow-localhost",
+        choices=["auto", "policy"],
+        default="auto",
+        help="auto: the node always reaches its endpoints; policy: as policy says",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ns = p.parse_args(argv)
     if not ns.store.startswith(("http://", "unix:", "embedded:")):

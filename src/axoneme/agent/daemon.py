@@ -105,10 +105,12 @@ async def run(config: AgentConfig) -> int:
         except (OSError, DatapathError) as exc:
             log.error("cannot load the datapath into %s: %s", config.bpf_pin_dir, exc)
             return 1
-        log.info("datapath %s in %s", "adopted" if kernel.reused else "loaded",
-                 config.bpf_pin_dir)
+        log.info("datapath %s in %s", "adopted" if kernel.reused else "loaded", config.bpf_pin_dir)
         enforcement = Enforcement(
-            config.node, store, manager, kernel,
+            config.node,
+            store,
+            manager,
+            kernel,
             mode=config.policy_enforcement,  # type: ignore[arg-type]
             audit=config.policy_audit_mode,
             allow_localhost=config.allow_localhost,
@@ -123,7 +125,10 @@ async def run(config: AgentConfig) -> int:
         runner = await serve_unix(build_app(service, hub), config.socket)
         log.info(
             "agent for node %s serving on %s (pod CIDR %s, %d endpoints restored)",
-            config.node, config.socket, pod_cidr, len(manager.endpoints()),
+            config.node,
+            config.socket,
+            pod_cidr,
+            len(manager.endpoints()),
         )
         routes = NodeRoutes(config.node)
         reading = threading.Event()
@@ -131,8 +136,10 @@ async def run(config: AgentConfig) -> int:
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
-                    tg.create_task(run_informer(store, "Node", routes.on_sync, routes.on_event),
-                                   name="node-routes-informer"),
+                    tg.create_task(
+                        run_informer(store, "Node", routes.on_sync, routes.on_event),
+                        name="node-routes-informer",
+                    ),
                     tg.create_task(routes.resync_forever(), name="node-routes-resync"),
                     tg.create_task(
                         run_cluster_informer(store, enforcement.on_sync, enforcement.on_event),
@@ -160,7 +167,9 @@ async def run(config: AgentConfig) -> int:
 
 
 def read_events(
-    kernel: KernelDatapath, hub: EventHub, loop: asyncio.AbstractEventLoop,
+    kernel: KernelDatapath,
+    hub: EventHub,
+    loop: asyncio.AbstractEventLoop,
     running: threading.Event,
 ) -> None:
     """The ring-buffer consumer thread: decode and hand each event to the loop."""

@@ -261,8 +261,15 @@ class Enforcement:
 
     def _record(self, ep: Endpoint) -> EndpointRecord:
         labels = self._ep_labels.get(ep.id, frozenset())
-        return EndpointRecord(ep.namespace, ep.pod, ep.id, ep.identity or INIT,  # type: ignore[arg-type]
-                              labels, ep.ipv4, self._node_ip())
+        return EndpointRecord(
+            ep.namespace,
+            ep.pod,
+            ep.id,
+            ep.identity or INIT,  # type: ignore[arg-type]
+            labels,
+            ep.ipv4,
+            self._node_ip(),
+        )
 
     async def restore(self) -> None:
         """After a restart: take back the identity references of restored endpoints."""
@@ -350,8 +357,7 @@ class Enforcement:
     def _desired_ipcache(self) -> dict[str, IPCacheEntry]:
         node_ip = self._node_ip()
         endpoints = [
-            ipcache_model.EndpointIP(r.ipv4, int(r.identity), r.node_ip)
-            for r in self.ceps.values()
+            ipcache_model.EndpointIP(r.ipv4, int(r.identity), r.node_ip) for r in self.ceps.values()
         ] + [
             ipcache_model.EndpointIP(ep.ipv4, ep.identity, node_ip)
             for ep in self._manager.endpoints()
@@ -393,8 +399,9 @@ class Enforcement:
             state = mapstate.build(results.values())
             policy_changes = await asyncio.to_thread(self._datapath.sync_policy, state)
             for ep in local:
-                entry = LxcEntry(ep.id, int(ep.identity or INIT), ep.ipv4,
-                                 state.flags.get(ep.id, 0), ep.host_mac)
+                entry = LxcEntry(
+                    ep.id, int(ep.identity or INIT), ep.ipv4, state.flags.get(ep.id, 0), ep.host_mac
+                )
                 await asyncio.to_thread(self._datapath.set_endpoint, ep.host_ifindex, entry)
             ipcache_changes = await asyncio.to_thread(
                 self._datapath.sync_ipcache, self._desired_ipcache()
@@ -416,5 +423,7 @@ class Enforcement:
                 return "Disabled"
             return "Enabled (Audit)" if audit else "Enabled"
 
-        return {"ingress": word(policy.ingress.enforced, policy.ingress.audit),
-                "egress": word(policy.egress.enforced, policy.egress.audit)}
+        return {
+            "ingress": word(policy.ingress.enforced, policy.ingress.audit),
+            "egress": word(policy.egress.enforced, policy.egress.audit),
+        }

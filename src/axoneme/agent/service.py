@@ -80,7 +80,10 @@ class AgentService:
         try:
             async with self._lock:
                 ep = await asyncio.to_thread(
-                    self._manager.add, req.container_id, req.ifname, req.netns,
+                    self._manager.add,
+                    req.container_id,
+                    req.ifname,
+                    req.netns,
                     context.info(identity),
                 )
         except BaseException:

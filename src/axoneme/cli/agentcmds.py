@@ -55,12 +55,29 @@ def endpoint_rows(refs: list[AgentRef]) -> tuple[str, bool]:
             identity = str(ep["identity"]) if ep["identity"] is not None else "(pending)"
             first = labels[0] if labels else "(none)"
             enforcement = ep.get("policyEnforcement", {})
-            rows.append([ref.node, str(ep["id"]), enforcement.get("ingress", "Disabled"),
-                         enforcement.get("egress", "Disabled"), identity, first, ep["ipv4"],
-                         ep["state"]])
+            rows.append(
+                [
+                    ref.node,
+                    str(ep["id"]),
+                    enforcement.get("ingress", "Disabled"),
+                    enforcement.get("egress", "Disabled"),
+                    identity,
+                    first,
+                    ep["ipv4"],
+                    ep["state"],
+                ]
+            )
             rows += [["", "", "", "", "", extra, "", ""] for extra in labels[1:]]
-    headers = ["NODE", "ENDPOINT", "POLICY (ingress)", "POLICY (egress)", "IDENTITY",
-               "LABELS (source:key[=value])", "IPv4", "STATUS"]
+    headers = [
+        "NODE",
+        "ENDPOINT",
+        "POLICY (ingress)",
+        "POLICY (egress)",
+        "IDENTITY",
+        "LABELS (source:key[=value])",
+        "IPv4",
+        "STATUS",
+    ]
     return table(headers, rows), healthy
 
 

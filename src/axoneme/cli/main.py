@@ -21,10 +21,17 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
     up.add_argument("--pod-cidr", default="10.42.0.0/16", help="cluster pod CIDR")
     up.add_argument("--pod-cidr-mask", type=int, default=24, help="each node's pod CIDR size")
-    up.add_argument("--policy-enforcement", choices=["default", "always", "never"],
-                    default="default", help="as Cilium's enable-policy (default: default)")
-    up.add_argument("--policy-audit-mode", action="store_true",
-                    help="report would-be policy drops as AUDIT instead of dropping")
+    up.add_argument(
+        "--policy-enforcement",
+        choices=["default", "always", "never"],
+        default="default",
+        help="as Cilium's enable-policy (default: default)",
+    )
+    up.add_argument(
+        "--policy-audit-mode",
+        action="store_true",
+        help="report would-be policy drops as AUDIT instead of dropping",
+    )
     lab_sub.add_parser("down", help="remove everything the lab created")
     lab_sub.add_parser("status", help="nodes, agents and store health")
 
@@ -129,8 +136,13 @@ def _lab(args: argparse.Namespace) -> int:
     from axoneme.lab.topology import LabConfig
 
     if args.lab_command == "up":
-        config = LabConfig(args.nodes, args.pod_cidr, args.pod_cidr_mask,
-                           args.policy_enforcement, args.policy_audit_mode)
+        config = LabConfig(
+            args.nodes,
+            args.pod_cidr,
+            args.pod_cidr_mask,
+            args.policy_enforcement,
+            args.policy_audit_mode,
+        )
         try:
             config.validate()
             state = control.up(config)
@@ -173,6 +185,9 @@ def _lab_status(control: object) -> int:
             health, ok = f"Failure ({exc})", False
         rows.append([n["name"], n["ip"], n["pod_cidr"], str(pid), str(n["agentRestarts"]), health])
     print(table(["NODE", "IP", "POD CIDR", "AGENT PID", "RESTARTS", "AGENT"], rows))
+    from axoneme.lab import world
+
+    print(world.status_line())
     store_ok = asyncio.run(_store_health())
     print(f"store: {store_ok}")
     return 0 if ok and store_ok.startswith("Ok") else 1

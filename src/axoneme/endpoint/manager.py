@@ -195,8 +195,13 @@ class EndpointManager:
             raise EndpointError(
                 CODE_LINK_FAILED, "cannot create the pod's interface", str(exc)
             ) from exc
-        ep = replace(ep, host_mac=info.host_mac, pod_mac=info.pod_mac,
-                     host_ifindex=info.host_ifindex, state="ready")
+        ep = replace(
+            ep,
+            host_mac=info.host_mac,
+            pod_mac=info.pod_mac,
+            host_ifindex=info.host_ifindex,
+            state="ready",
+        )
         self._endpoints[owner] = ep
         self._save()
         return ep
@@ -218,8 +223,9 @@ class EndpointManager:
         return ep
 
     @_locked
-    def set_identity(self, container_id: str, ifname: str, identity: int,
-                     labels: dict[str, str]) -> Endpoint | None:
+    def set_identity(
+        self, container_id: str, ifname: str, identity: int, labels: dict[str, str]
+    ) -> Endpoint | None:
         """Record a new identity (the pod's labels changed); persisted at once."""
         owner = attachment(container_id, ifname)
         ep = self._endpoints.get(owner)

@@ -164,12 +164,26 @@ def up(config: LabConfig, timeout: float = 90.0) -> dict[str, Any]:
             # `setsid -f` forks the supervisor into its own session and returns at
             # once: the lab outlives this CLI and no child is left unwaited here.
             subprocess.run(
-                ["setsid", "-f", sys.executable, "-m", "axoneme.lab.supervisor",
-                 "--nodes", str(config.nodes), "--pod-cidr", config.pod_cidr,
-                 "--pod-cidr-mask", str(config.pod_cidr_mask),
-                 "--policy-enforcement", config.policy_enforcement,
-                 *(["--policy-audit-mode"] if config.policy_audit_mode else [])],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL, check=True,
+                [
+                    "setsid",
+                    "-f",
+                    sys.executable,
+                    "-m",
+                    "axoneme.lab.supervisor",
+                    "--nodes",
+                    str(config.nodes),
+                    "--pod-cidr",
+                    config.pod_cidr,
+                    "--pod-cidr-mask",
+                    str(config.pod_cidr_mask),
+                    "--policy-enforcement",
+                    config.policy_enforcement,
+                    *(["--policy-audit-mode"] if config.policy_audit_mode else []),
+                ],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                check=True,
                 env={**os.environ, ENV_MARK: str(LAB_DIR)},
             )
         deadline = time.monotonic() + timeout

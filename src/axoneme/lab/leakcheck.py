@@ -32,12 +32,16 @@ def findings() -> list[str]:
         found.append(f"directory {LAB_DIR}")
     bpffs = Path("/sys/fs/bpf")
     if bpffs.is_dir():
-        found += [f"pinned BPF object {p}" for p in sorted(bpffs.iterdir())
-                  if p.name.startswith(("axoneme-lab", "axt-", "axb-"))]
+        found += [
+            f"pinned BPF object {p}"
+            for p in sorted(bpffs.iterdir())
+            if p.name.startswith(("axoneme-lab", "axt-", "axb-"))
+        ]
     with IPRoute() as ipr:
         links = [str(link.get("IFLA_IFNAME")) for link in ipr.get_links()]
-    found += [f"link {name} in the root namespace" for name in links
-              if name.startswith(LINK_PREFIXES)]
+    found += [
+        f"link {name} in the root namespace" for name in links if name.startswith(LINK_PREFIXES)
+    ]
     return found
 
 

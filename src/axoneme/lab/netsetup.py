@@ -8,7 +8,19 @@ from pathlib import Path
 
 from axoneme.datapath.linux.netdev import netlink_in
 from axoneme.kit.netns import entered
-from axoneme.lab.topology import BRIDGE, LAB_NETNS, NETNS_PREFIX, STORE_IP, UNDERLAY, NodePlan
+from axoneme.lab.topology import (
+    BRIDGE,
+    LAB_NETNS,
+    NETNS_PREFIX,
+    STORE_IP,
+    UNDERLAY,
+    WORLD_ADDRESSES,
+    WORLD_BRIDGE_PORT,
+    WORLD_IP,
+    WORLD_NETNS,
+    WORLD_PREFIXES,
+    NodePlan,
+)
 
 NETNS_DIR = Path("/run/netns")
 
@@ -43,19 +55,7 @@ def create_underlay() -> None:
 
 def create_node(plan: NodePlan) -> None:
     create_namespace(plan.netns)
-    fd = os.open(NETNS_DIR / plan.netns, os.O_RDONLY)
-    try:
-        with netlink_in(str(NETNS_DIR / LAB_NETNS)) as lab:
-            lab.link(
-                "add",
-                ifname=plan.bridge_port,
-                kind="veth",
-                peer={"ifname": "eth0", "net_ns_fd": fd},
-            )
-            port = lab.link_lookup(ifname=plan.bridge_port)[0]
-            lab.link("set", index=port, master=lab.link_lookup(ifname=BRIDGE)[0], state="up")
-    finally:
-        os.close(fd)
+    _attach_to_bridge(plan.netns, plan.bridge_port)
     with netlink_in(str(NETNS_DIR / plan.netns)) as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
         eth0 = ipr.link_lookup(ifname="eth0")[0]
@@ -65,6 +65,46 @@ def create_node(plan: NodePlan) -> None:
     # for prefixes routed elsewhere; the lab's node namespaces route, they do not filter.
     for key in ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
         _sysctl(plan.netns, key, "0")
+
+
+def _attach_to_bridge(netns: str, bridge_port: str) -> None:
+    """A veth from the underlay bridge to ``eth0`` in ``netns`` (down; the caller configures it)."""
+    fd = os.open(NETNS_DIR / netns, os.O_RDONLY)
+    try:
+        with netlink_in(str(NETNS_DIR / LAB_NETNS)) as lab:
+            lab.link(
+                "add", ifname=bridge_port, kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd}
+            )
+            port = lab.link_lookup(ifname=bridge_port)[0]
+            lab.link("set", index=port, master=lab.link_lookup(ifname=BRIDGE)[0], state="up")
+    finally:
+        os.close(fd)
+
+
+def create_world(plans: list[NodePlan]) -> None:
+    """The host outside the cluster: ``axn-world`` on the underlay, and routes both ways.
+
+    Its documentation-range addresses live on ``lo`` (this kernel has no dummy
+    links); every node routes their prefixes via the world's underlay address and
+    the world routes each node's pod CIDR via that node, so replies come back. No
+    default route anywhere: the world reaches nothing but the lab.
+    """
+    create_namespace(WORLD_NETNS)
+    _attach_to_bridge(WORLD_NETNS, WORLD_BRIDGE_PORT)
+    with netlink_in(str(NETNS_DIR / WORLD_NETNS)) as ipr:
+        lo = ipr.link_lookup(ifname="lo")[0]
+        ipr.link("set", index=lo, state="up")
+        for address in WORLD_ADDRESSES:
+            ipr.addr("add", index=lo, address=address, prefixlen=32)
+        eth0 = ipr.link_lookup(ifname="eth0")[0]
+        ipr.addr("add", index=eth0, address=WORLD_IP, prefixlen=UNDERLAY.prefixlen)
+        ipr.link("set", index=eth0, state="up")
+        for plan in plans:
+            ipr.route("add", dst=plan.pod_cidr, gateway=plan.ip)
+    for plan in plans:
+        with netlink_in(str(NETNS_DIR / plan.netns)) as ipr:
+            for prefix in WORLD_PREFIXES:
+                ipr.route("add", dst=prefix, gateway=WORLD_IP)
 
 
 def delete_namespace(name: str) -> None:

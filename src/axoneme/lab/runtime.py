@@ -196,7 +196,7 @@ class NodeRuntime:
             plan.name,
         ]
         for port in sandbox.pod.ports:
-            if port.protocol in ("TCP", "UDP"):
+            if port.protocol in ("TCP", "UDP", "SCTP"):
                 args += ["--port", f"{port.container_port}/{port.protocol}"]
         logfile = LAB_DIR / "pods" / f"{sandbox.netns}.log"
         logfile.parent.mkdir(parents=True, exist_ok=True)

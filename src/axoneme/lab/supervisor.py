@@ -37,6 +37,7 @@ from axoneme.lab.topology import (
     store_unix_path,
     store_url_for_nodes,
 )
+from axoneme.lab.world import run_world, world_ready
 from axoneme.store.etcd import EtcdStore
 from axoneme.store.informer import run_informer
 from axoneme.store.types import Key, Store, StoreError
@@ -65,13 +66,19 @@ def node_object(plan: NodePlan) -> dict[str, Any]:
 
 def agent_args(plan: NodePlan, config: LabConfig) -> list[str]:
     return [
-        "--policy-enforcement", config.policy_enforcement,
+        "--policy-enforcement",
+        config.policy_enforcement,
         *(["--policy-audit-mode"] if config.policy_audit_mode else []),
-        "--node", plan.name,
-        "--store", store_url_for_nodes(),
-        "--state-dir", str(plan.state_dir),
-        "--socket", str(plan.socket),
-        "--bpf-pin-dir", str(bpf_pin_dir(plan)),
+        "--node",
+        plan.name,
+        "--store",
+        store_url_for_nodes(),
+        "--state-dir",
+        str(plan.state_dir),
+        "--socket",
+        str(plan.socket),
+        "--bpf-pin-dir",
+        str(bpf_pin_dir(plan)),
     ]
 
 
@@ -239,6 +246,8 @@ class Supervisor:
                     name="pod-informer",
                 )
                 runtime = tg.create_task(self.runtime.run(), name="node-runtime")
+                tg.create_task(run_world(stop), name="world")
+                await world_ready()
                 self.ready = True
                 self.write_state()
                 log.info("lab ready: %d nodes", len(self.plans))
@@ -282,8 +291,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--policy-enforcement", default="default")
     p.add_argument("--policy-audit-mode", action="store_true")
     ns = p.parse_args(argv)
-    config = LabConfig(ns.nodes, ns.pod_cidr, ns.pod_cidr_mask, ns.policy_enforcement,
-                       ns.policy_audit_mode)
+    config = LabConfig(
+        ns.nodes, ns.pod_cidr, ns.pod_cidr_mask, ns.policy_enforcement, ns.policy_audit_mode
+    )
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         code = asyncio.run(Supervisor(config).run())

@@ -51,8 +51,7 @@ class LabConfig:
     def validate(self) -> None:
         if self.policy_enforcement not in ("default", "always", "never"):
             raise ValueError(
-                f"--policy-enforcement: {self.policy_enforcement!r} is not default, always "
-                "or never"
+                f"--policy-enforcement: {self.policy_enforcement!r} is not default, always or never"
             )
         if not 1 <= self.nodes <= MAX_NODES:
             raise ValueError(f"--nodes: {self.nodes} is not in 1..{MAX_NODES}")

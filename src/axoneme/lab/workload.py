@@ -1,14 +1,21 @@
-"""The built-in pod workload: HTTP-or-echo on TCP ports, echo on UDP ports.
+"""The built-in pod workload: HTTP-or-echo on TCP ports, echo on UDP ports, SCTP handshakes.
 
 Run inside a pod's netns (the lab starts it with ``ip netns exec``)::
 
     python -m axoneme.lab.workload --namespace demo --pod web --node n1 \\
-        --port 80/TCP --port 53/UDP
+        --port 80/TCP --port 53/UDP --port 9000/SCTP
 
 On a TCP connection whose first bytes are an HTTP/1.x request line it answers
 JSON describing the pod and the request (with keep-alive); any other TCP
 stream is echoed back until EOF. UDP datagrams are echoed to their sender.
 It prints ``ready`` once every port is bound and exits 0 on SIGTERM/SIGINT.
+
+The lab's kernel has no SCTP sockets, so SCTP ports are served over one raw
+``IPPROTO_SCTP`` socket (:mod:`axoneme.kit.sctp`): an INIT to a served port
+is answered with INIT ACK, an INIT to any other port with ABORT, as the
+namespace's SCTP stack would (so run at most one SCTP workload per namespace).
+Nothing else is answered: the raw socket sees every SCTP packet of the
+namespace, including replies meant for probes running there.
 
 HTTP parsing and response rendering are pure functions (sans-io); the asyncio
 part below them only moves bytes.
@@ -19,12 +26,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
+import secrets
 import signal
+import socket
+import struct
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Literal
+
+from axoneme.kit import sctp
 
 __all__ = [
     "HTTP_METHODS",
@@ -40,6 +53,7 @@ __all__ = [
     "parse_port",
     "render_error",
     "render_response",
+    "sctp_answer",
     "serve",
 ]
 
@@ -196,17 +210,20 @@ class PortSpec:
     """A port to serve, e.g. ``80/TCP``."""
 
     port: int
-    proto: Literal["TCP", "UDP"]
+    proto: Literal["TCP", "UDP", "SCTP"]
+
+
+_PROTOS: dict[str, Literal["TCP", "UDP", "SCTP"]] = {"TCP": "TCP", "UDP": "UDP", "SCTP": "SCTP"}
 
 
 def parse_port(text: str) -> PortSpec:
-    """Parse ``N/TCP`` or ``N/UDP`` (proto case-insensitive, N in 1..65535)."""
+    """Parse ``N/TCP``, ``N/UDP`` or ``N/SCTP`` (proto case-insensitive, N in 1..65535)."""
     number, slash, proto = text.partition("/")
-    if not slash or proto.upper() not in ("TCP", "UDP"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not N/TCP or N/UDP")
+    if not slash or proto.upper() not in _PROTOS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N/TCP, N/UDP or N/SCTP")
     if not number.isascii() or not number.isdigit() or not 1 <= int(number) <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r}: port must be in 1..65535")
-    return PortSpec(int(number), "TCP" if proto.upper() == "TCP" else "UDP")
+    return PortSpec(int(number), _PROTOS[proto.upper()])
 
 
 @dataclass(frozen=True)
@@ -221,7 +238,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     """Parse the command line; exits 2 with an argparse message on bad input."""
     parser = argparse.ArgumentParser(
         prog="python -m axoneme.lab.workload",
-        description="Pod workload: HTTP-or-echo on TCP ports, echo on UDP ports.",
+        description="Pod workload: HTTP-or-echo on TCP ports, echo on UDP ports, "
+        "SCTP INIT answered over a raw socket.",
     )
     parser.add_argument("--namespace", required=True, help="pod namespace")
     parser.add_argument("--pod", required=True, help="pod name")
@@ -231,7 +249,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         type=parse_port,
         action="append",
         default=[],
-        help="N/TCP or N/UDP (repeatable; none: the pod only idles)",
+        help="N/TCP, N/UDP or N/SCTP (repeatable; none: the pod only idles)",
     )
     args = parser.parse_args(argv)
     ports = tuple(dict.fromkeys(args.port))  # drop duplicates, keep order
@@ -310,16 +328,119 @@ async def _handle_tcp(
             await writer.wait_closed()
 
 
-class _UdpEcho(asyncio.DatagramProtocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # 3.11's selector datagram transport does not subclass DatagramTransport.
-        self.transport = cast(asyncio.DatagramTransport, transport)
+IP_PKTINFO = 8  # Linux value; typeshed lacks socket.IP_PKTINFO on 3.11
+_IN_PKTINFO = struct.Struct("=i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
 
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        self.transport.sendto(data, addr)
 
-    def error_received(self, exc: Exception) -> None:
-        pass  # ICMP errors about earlier replies; a UDP echo has no one to tell
+def sctp_answer(
+    datagram: bytes, served: frozenset[int], secret: bytes
+) -> tuple[str, str, bytes] | None:
+    """The reply to what a raw SCTP socket received: (source, destination, SCTP bytes).
+
+    ``None`` for anything the namespace's stack would not answer: non-SCTP,
+    non-unicast destinations, bad checksums, and every chunk but a valid INIT.
+    """
+    ip = sctp.parse_ipv4(datagram)
+    if ip is None or ip.proto != sctp.IPPROTO_SCTP:
+        return None
+    dst = ipaddress.IPv4Address(ip.dst)
+    if dst.is_multicast or dst.is_unspecified or dst == ipaddress.IPv4Address("255.255.255.255"):
+        return None
+    try:
+        packet = sctp.decode_packet(ip.payload)
+    except sctp.SctpError:
+        return None
+    reply = sctp.respond(packet, peer_ip=ip.src, served=served, secret=secret)
+    if reply is None:
+        return None
+    # Answer from the address the INIT was sent to, as a multi-homed stack would.
+    return ip.dst, ip.src, reply.encode()
+
+
+def _reply_source(ancillary: list[tuple[int, int, bytes]]) -> bytes:
+    """The ``IP_PKTINFO`` to answer with: from the address the datagram was sent to.
+
+    The kernel's ``ipi_spec_dst`` is that address for unicast, and a fitting
+    local address for broadcast and multicast.
+    """
+    for level, kind, data in ancillary:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _IN_PKTINFO.size:
+            _, spec_dst, _ = _IN_PKTINFO.unpack_from(data)
+            return _IN_PKTINFO.pack(0, spec_dst, bytes(4))
+    return _IN_PKTINFO.pack(0, bytes(4), bytes(4))  # let routing choose
+
+
+class _UdpEcho:
+    """Echoes datagrams to their sender, from the address they were sent to.
+
+    A socket bound to 0.0.0.0 would otherwise answer from whatever address the
+    route back prefers: on a host with several addresses (the lab's world) the
+    client's connected socket would then drop the echo.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            self.sock.bind(("0.0.0.0", port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.setblocking(False)
+
+    def _readable(self) -> None:
+        for _ in range(256):  # bounded: a flood must not starve the other ports
+            try:
+                data, ancillary, _, peer = self.sock.recvmsg(_READ_SIZE, socket.CMSG_SPACE(12))
+            except BlockingIOError:
+                return
+            except OSError:
+                continue  # an error queued by an earlier reply; a UDP echo has no one to tell
+            pktinfo = _reply_source(ancillary)
+            with contextlib.suppress(OSError):  # unroutable or full: a lossy network
+                self.sock.sendmsg([data], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, peer)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def close(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+class _SctpResponder:
+    """Serves SCTP ports on the namespace's one raw ``IPPROTO_SCTP`` socket."""
+
+    def __init__(self, ports: frozenset[int]) -> None:
+        self.ports = ports
+        self.secret = secrets.token_bytes(32)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, sctp.IPPROTO_SCTP)
+        self.sock.setblocking(False)
+
+    def _readable(self) -> None:
+        for _ in range(256):  # bounded: a flood must not starve TCP and UDP
+            try:
+                datagram = self.sock.recv(65535)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue  # a queued error; the socket itself is fine
+            answer = sctp_answer(datagram, self.ports, self.secret)
+            if answer is None:
+                continue
+            src, dst, payload = answer
+            pktinfo = _IN_PKTINFO.pack(0, socket.inet_aton(src), bytes(4))
+            with contextlib.suppress(OSError):  # unroutable or full: a lossy network
+                self.sock.sendmsg(
+                    [payload], [(socket.IPPROTO_IP, IP_PKTINFO, pktinfo)], 0, (dst, 0)
+                )
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def close(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
 async def serve(options: Options) -> None:
@@ -329,13 +450,21 @@ async def serve(options: Options) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     servers: list[asyncio.Server] = []
-    transports: list[asyncio.BaseTransport] = []
+    echoes: list[_UdpEcho] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _handle_tcp(options.pod, reader, writer)
 
+    responder: _SctpResponder | None = None
+
     try:
+        sctp_ports = frozenset(spec.port for spec in options.ports if spec.proto == "SCTP")
+        if sctp_ports:
+            responder = _SctpResponder(sctp_ports)
+            responder.start(loop)
         for spec in options.ports:
+            if spec.proto == "SCTP":
+                continue
             if spec.proto == "TCP":
                 # A deep backlog: probes open hundreds of connections at once.
                 servers.append(
@@ -344,17 +473,18 @@ async def serve(options: Options) -> None:
                     )
                 )
             else:
-                endpoint, _ = await loop.create_datagram_endpoint(
-                    _UdpEcho, local_addr=("0.0.0.0", spec.port)
-                )
-                transports.append(endpoint)
+                echo = _UdpEcho(spec.port)
+                echoes.append(echo)
+                echo.start(loop)
         print("ready", flush=True)
         await stop.wait()
     finally:
         for server in servers:
             server.close()
-        for transport in transports:
-            transport.close()
+        for echo in echoes:
+            echo.close(loop)
+        if responder is not None:
+            responder.close(loop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -79,7 +79,10 @@ def build(policies: Iterable[EndpointPolicy]) -> MapState:
 
 
 def _add_direction(
-    state: MapState, ep: int, direction: int, dp: DirectionPolicy,
+    state: MapState,
+    ep: int,
+    direction: int,
+    dp: DirectionPolicy,
     intern: Callable[[PortVerdicts], int],
 ) -> None:
     for identity, verdicts in dp.by_identity.items():

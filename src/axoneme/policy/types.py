@@ -31,16 +31,25 @@ Direction = Literal["ingress", "egress"]
 Action = Literal["allow", "deny"]
 L4Protocol = Literal["TCP", "UDP", "SCTP", "ANY"]
 Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
-PolicyKind = Literal[
-    "NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"
-]
+PolicyKind = Literal["NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"]
 EnforcementMode = Literal["default", "always", "never"]
 
 PROTO_NUMBERS: dict[str, int] = {"TCP": 6, "UDP": 17, "SCTP": 132}
 
 ENTITIES = (
-    "host", "remote-node", "world", "cluster", "all", "kube-apiserver", "health", "init",
-    "unmanaged", "ingress", "none", "world-ipv4", "world-ipv6",
+    "host",
+    "remote-node",
+    "world",
+    "cluster",
+    "all",
+    "kube-apiserver",
+    "health",
+    "init",
+    "unmanaged",
+    "ingress",
+    "none",
+    "world-ipv4",
+    "world-ipv6",
 )
 
 

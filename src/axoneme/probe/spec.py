@@ -1,7 +1,8 @@
 """Pure parsing of probe lines: ``SRC DST:PORT/PROTO``.
 
-``SRC`` is ``NS/POD`` or ``node:NAME``; ``DST`` is either of those or an IPv4
-address. Resolving names to namespaces and addresses is the caller's job; this
+``SRC`` is ``NS/POD``, ``node:NAME`` or ``world`` (the lab's host outside the
+cluster); ``DST`` is any of those or an IPv4 address; ``PROTO`` is TCP, UDP or
+SCTP. Resolving names to namespaces and addresses is the caller's job; this
 module only checks shape and ranges, and names the offending part in errors.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 __all__ = [
+    "WORLD",
     "EndpointKind",
     "ProbeSpec",
     "ProbeSpecError",
@@ -21,10 +23,12 @@ __all__ = [
     "parse_probe_line",
 ]
 
-EndpointKind = Literal["pod", "node", "ip"]
-Proto = Literal["TCP", "UDP"]
+EndpointKind = Literal["pod", "node", "ip", "world"]
+Proto = Literal["TCP", "UDP", "SCTP"]
 
 NODE_PREFIX = "node:"
+WORLD = "world"
+_PROTOS: dict[str, Proto] = {"TCP": "TCP", "UDP": "UDP", "SCTP": "SCTP"}
 # RFC 1123 subdomain, as Kubernetes requires for pod and node names.
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 # RFC 1123 label, as Kubernetes requires for namespaces.
@@ -55,12 +59,16 @@ class ProbeSpec:
 
 def endpoint_kind(ref: str) -> EndpointKind:
     """Classify an already-validated endpoint reference."""
+    if ref == WORLD:
+        return "world"
     if ref.startswith(NODE_PREFIX):
         return "node"
     return "pod" if "/" in ref else "ip"
 
 
 def _check_endpoint(field: str, ref: str, *, allow_ip: bool) -> None:
+    if ref == WORLD:
+        return
     if ref.startswith(NODE_PREFIX):
         name = ref[len(NODE_PREFIX) :]
         if not _NAME.fullmatch(name):
@@ -78,10 +86,10 @@ def _check_endpoint(field: str, ref: str, *, allow_ip: bool) -> None:
             ipaddress.IPv4Address(ref)
         except ValueError:
             raise ProbeSpecError(
-                f"{field}: {ref!r} is not NS/POD, node:NAME or an IPv4 address"
+                f"{field}: {ref!r} is not NS/POD, node:NAME or an IPv4 address, nor {WORLD!r}"
             ) from None
         return
-    raise ProbeSpecError(f"{field}: {ref!r} is not NS/POD or node:NAME")
+    raise ProbeSpecError(f"{field}: {ref!r} is not NS/POD or node:NAME, nor {WORLD!r}")
 
 
 def _parse_port(text: str) -> int:
@@ -94,12 +102,10 @@ def _parse_port(text: str) -> int:
 
 
 def _parse_proto(text: str) -> Proto:
-    upper = text.upper()
-    if upper == "TCP":
-        return "TCP"
-    if upper == "UDP":
-        return "UDP"
-    raise ProbeSpecError(f"proto: {text!r} is not TCP or UDP")
+    proto = _PROTOS.get(text.upper())
+    if proto is None:
+        raise ProbeSpecError(f"proto: {text!r} is not TCP, UDP or SCTP")
+    return proto
 
 
 def parse_probe_line(line: str) -> ProbeSpec:
@@ -116,7 +122,7 @@ def parse_probe_line(line: str) -> ProbeSpec:
         raise ProbeSpecError(f"dst: {target!r} lacks ':PORT/PROTO'")
     port_text, slash, proto_text = port_proto.partition("/")
     if not slash:
-        raise ProbeSpecError(f"proto: {port_proto!r} lacks '/TCP' or '/UDP'")
+        raise ProbeSpecError(f"proto: {port_proto!r} lacks '/TCP' or '/UDP' (or '/SCTP')")
     _check_endpoint("src", src, allow_ip=False)
     _check_endpoint("dst", dst, allow_ip=True)
     return ProbeSpec(src=src, dst=dst, port=_parse_port(port_text), proto=_parse_proto(proto_text))
