@@ -296,7 +296,7 @@ def test_audit_mode_reports_instead_of_dropping(lab_lock: None) -> None:
         events = {e["direction"]: e for e in map(json.loads, out.splitlines())}
         assert events["ingress"]["verdictName"] == "AUDIT", events
         assert events["egress"]["verdictName"] == "FORWARDED", events
-        assert "Disabled" not in ax("endpoint", "list").stdout.split("\n")[1]
+        assert "Enabled (Audit)" in ax("endpoint", "list").stdout.split("\n")[1]
     finally:
         control.down()
         assert control.leftovers().empty
