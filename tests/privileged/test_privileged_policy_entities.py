@@ -173,3 +173,32 @@ def test_from_entities_world_with_deny_precedence(clean: None) -> None:
     assert outcomes(
         f"world {NS}/nginx:80/TCP", f"{NS}/app1 {NS}/nginx:80/TCP", f"{NS}/app2 {NS}/nginx:80/TCP"
     ) == ["reachable", "reachable", "timeout"]
+
+
+def test_l7_and_fqdn_rules_are_reported_not_silently_dropped(clean: None) -> None:
+    policy = cnp(
+        "l7",
+        {
+            "endpointSelector": {"matchLabels": {"app": "nginx"}},
+            "ingress": [
+                {
+                    "fromEndpoints": [{"matchLabels": {"app": "app1"}}],
+                    "toPorts": [
+                        {
+                            "ports": [{"port": "80", "protocol": "TCP"}],
+                            "rules": {"http": [{"method": "GET", "path": "/"}]},
+                        }
+                    ],
+                }
+            ],
+        },
+    )
+    out = ax("policy", "import", "-f", "-", stdin=manifest(policy)).stdout
+    assert "Warning:" in out and "http" in out and "not enforced" in out
+    ax("policy", "wait", out.strip().splitlines()[-1].split()[-1], "--timeout", "30")
+    # The L4 part is enforced: app1 reaches 80 but not 81, app2 nothing.
+    assert outcomes(
+        f"{NS}/app1 {NS}/nginx:80/TCP",
+        f"{NS}/app1 {NS}/nginx:81/TCP",
+        f"{NS}/app2 {NS}/nginx:80/TCP",
+    ) == ["reachable", "timeout", "timeout"]

@@ -17,7 +17,7 @@ import yaml
 from axoneme.api.client import AgentAPIError, AgentClient, AgentUnavailableError
 from axoneme.cli.context import AgentRef, CLIError, open_store
 from axoneme.cli.output import table
-from axoneme.cli.resources import apply_objects, as_list, read_manifest
+from axoneme.cli.resources import apply_objects, as_list, policy_warnings, read_manifest
 from axoneme.store.types import Key, Resource, StoreError
 
 POLICY_KINDS = ("NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
@@ -36,7 +36,8 @@ async def import_file(path: str) -> tuple[list[str], int]:
                 f"{path} (object {index + 1}): kind: {obj['kind']} is not a policy "
                 f"(use axoneme apply for other kinds)"
             )
-    return await apply_objects(objects)
+    lines, revision = await apply_objects(objects)
+    return lines + policy_warnings(objects), revision
 
 
 async def list_policies(namespace: str | None) -> list[Resource]:

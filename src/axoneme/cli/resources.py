@@ -68,8 +68,23 @@ async def _check_namespaces(store: Store, objects: list[dict[str, Any]]) -> None
 
 
 async def apply(path: str) -> list[str]:
-    lines, _ = await apply_objects(read_manifest(path))
-    return lines
+    objects = read_manifest(path)
+    lines, _ = await apply_objects(objects)
+    return lines + policy_warnings(objects)
+
+
+def policy_warnings(objects: list[dict[str, Any]]) -> list[str]:
+    """Accepted parts of policies that are not enforced yet: said, never silently dropped."""
+    from axoneme.policy.parse import parse_policy
+    from axoneme.policy.parse import policy_warnings as warnings_of
+
+    policies = [
+        p
+        for o in objects
+        if o["kind"] in ("NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
+        for p in parse_policy(o)
+    ]
+    return [f"Warning: {w}" for w in warnings_of(policies)]
 
 
 async def apply_objects(objects: list[dict[str, Any]]) -> tuple[list[str], int]:
