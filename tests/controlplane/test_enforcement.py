@@ -174,3 +174,20 @@ def test_label_change_moves_the_endpoint_to_a_new_identity(tmp_path: Path) -> No
         assert lxc[web].identity == after
 
     asyncio.run(run())
+
+
+def test_removed_endpoint_releases_its_identity_reference(tmp_path: Path) -> None:
+    async def run() -> None:
+        c = Cluster(tmp_path)
+        await c.start()
+        await c.add_pod(pod("web", {"app": "web"}))
+        # A regeneration racing with the ADD must not take a second reference.
+        await c.enf.regenerate()
+        assert sum(c.enf.allocator.refcounts().values()) == 1
+        ep = c.manager.endpoints()[0]
+        c.manager.delete(ep.container_id, ep.ifname)
+        await c.enf.endpoint_removed(ep)
+        assert sum(c.enf.allocator.refcounts().values()) == 0
+        assert (await c.store.list("CiliumEndpoint")).items == []
+
+    asyncio.run(run())

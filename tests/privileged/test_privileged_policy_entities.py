@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_pods
+from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -202,3 +202,27 @@ def test_l7_and_fqdn_rules_are_reported_not_silently_dropped(clean: None) -> Non
         f"{NS}/app1 {NS}/nginx:81/TCP",
         f"{NS}/app2 {NS}/nginx:80/TCP",
     ) == ["reachable", "timeout", "timeout"]
+
+
+def test_unused_identities_are_garbage_collected(seed: None) -> None:
+    ax(
+        "apply",
+        "-f",
+        "-",
+        stdin=manifest(pod_manifest(NS, "short-lived", "node1", {"app": "short-lived"}, [])),
+    )
+    wait_pods(NS, {"short-lived"})
+    assert "k8s:app=short-lived" in ax("identity", "list").stdout
+    ax(
+        "delete",
+        "-f",
+        "-",
+        stdin=manifest(pod_manifest(NS, "short-lived", "node1", {"app": "short-lived"}, [])),
+    )
+
+    def collected() -> bool:
+        ax("identity", "gc", "--grace", "0")
+        return "k8s:app=short-lived" not in ax("identity", "list").stdout
+
+    wait_for(collected, 30, "the identity to be collected")
+    assert "k8s:app=nginx" in ax("identity", "list").stdout  # in use: kept

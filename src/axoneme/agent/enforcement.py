@@ -311,8 +311,10 @@ class Enforcement:
             pod = self.pods.get((ep.namespace, ep.pod))
             if pod is None or ep.identity is None:
                 continue
-            labels = self.labels_for(pod, self.namespaces.get(ep.namespace))
             old = self._ep_labels.get(ep.id)
+            if old is None:
+                continue  # still inside its CNI ADD, which holds its identity reference
+            labels = self.labels_for(pod, self.namespaces.get(ep.namespace))
             if labels == old:
                 continue
             identity = await self.allocate(labels)
@@ -321,8 +323,7 @@ class Enforcement:
             if updated is not None and ep.namespace:
                 with contextlib.suppress(StoreError):
                     await self._store.put(endpoint_object(self._record(updated)))
-            if old is not None:
-                await self.release(old)
+            await self.release(old)
             log.info("endpoint %d (%s/%s) has identity %d", ep.id, ep.namespace, ep.pod, identity)
 
     def _sync_cidr_identities(self, policies: list[Policy]) -> None:

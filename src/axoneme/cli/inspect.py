@@ -46,6 +46,20 @@ async def identities() -> dict[int, LabelSet]:
     return found
 
 
+async def collect(grace: float) -> list[int]:
+    """Garbage-collect identities no live node uses (live = the Nodes in the store)."""
+    from axoneme.identity.allocator import collect_garbage
+
+    store = open_store()
+    try:
+        nodes = [n["metadata"]["name"] for n in (await store.list("Node")).items]
+        return [int(i) for i in await collect_garbage(store, nodes, grace=grace)]
+    except StoreError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        await store.close()
+
+
 def identity_table(found: dict[int, LabelSet]) -> str:
     rows: list[list[str]] = []
     for num in sorted(found):

@@ -92,10 +92,17 @@ def _parser() -> argparse.ArgumentParser:
     pwait.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
 
     ident = sub.add_parser("identity", help="security identities")
-    ident_sub = ident.add_subparsers(dest="identity_command", required=True, metavar="list|get")
+    ident_sub = ident.add_subparsers(dest="identity_command", required=True, metavar="list|get|gc")
     ident_sub.add_parser("list", help="every identity and its labels")
     iget = ident_sub.add_parser("get", help="one identity")
     iget.add_argument("id", type=int)
+    igc = ident_sub.add_parser("gc", help="delete identities no live node uses")
+    igc.add_argument(
+        "--grace",
+        type=float,
+        default=900.0,
+        help="only those unused for this many seconds (default 900)",
+    )
 
     bpf = sub.add_parser("bpf", help="what the kernel's maps hold")
     bpf_sub = bpf.add_subparsers(dest="bpf_command", required=True, metavar="ipcache|policy|ct")
@@ -273,6 +280,12 @@ def _policy(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from axoneme.cli import inspect
 
+    if args.command == "identity" and args.identity_command == "gc":
+        if args.grace < 0:
+            raise CLIError(f"--grace: {args.grace} must not be negative")
+        removed = asyncio.run(inspect.collect(args.grace))
+        print(f"removed {len(removed)} identities" + (f": {removed}" if removed else ""))
+        return 0
     if args.command == "identity":
         found = asyncio.run(inspect.identities())
         if args.identity_command == "get":

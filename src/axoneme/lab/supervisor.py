@@ -19,6 +19,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from axoneme.identity.allocator import collect_garbage
 from axoneme.k8s.apply import new_object
 from axoneme.kit.files import atomic_write_text
 from axoneme.lab.runtime import NodeRuntime
@@ -209,6 +210,20 @@ class Supervisor:
             log.warning("agent on %s exited with %s; restarting in %.1fs", plan.name, code, backoff)
             await asyncio.sleep(backoff)
 
+    async def collect_identities(self, period: float = 30.0, grace: float = 60.0) -> None:
+        """The operator's identity garbage collection, done by the lab until it has one."""
+        while True:
+            await asyncio.sleep(period)
+            try:
+                removed = await collect_garbage(
+                    self.store, [p.name for p in self.plans], grace=grace
+                )
+            except StoreError as exc:
+                log.warning("identity GC: %s", exc)
+                continue
+            if removed:
+                log.info("identity GC removed %s", ", ".join(map(str, removed)))
+
     async def wait_agents_healthy(self, timeout: float = 60.0) -> None:
         from axoneme.api.client import AgentClient, AgentUnavailableError
 
@@ -247,6 +262,7 @@ class Supervisor:
                 )
                 runtime = tg.create_task(self.runtime.run(), name="node-runtime")
                 tg.create_task(run_world(stop), name="world")
+                tg.create_task(self.collect_identities(), name="identity-gc")
                 await world_ready()
                 self.ready = True
                 self.write_state()
