@@ -29,6 +29,7 @@ def status_text(refs: list[AgentRef], verbose: bool) -> tuple[str, bool]:
             "Axoneme:    Ok",
             f"IPAM:       IPv4: {s['ipam']['summary']}",
             f"Endpoints:  {s['endpoints']['ready']}/{s['endpoints']['total']} ready",
+            _policy_line(s.get("policy", {})),
             "Routing:    Network: Native (kernel routes between nodes)   Host: Legacy",
             f"Uptime:     {s['uptimeSeconds']}s",
         ]
@@ -99,3 +100,15 @@ def first_policy_status(refs: list[AgentRef]) -> dict[str, Any] | None:
         except (AgentUnavailableError, AgentAPIError):
             continue
     return None
+
+
+def _policy_line(p: dict[str, Any]) -> str:
+    if not p.get("enabled"):
+        return "Policy:     Disabled"
+    audit = ", audit mode" if p.get("audit") else ""
+    invalid = f", {len(p['invalidPolicies'])} invalid" if p.get("invalidPolicies") else ""
+    return (
+        f"Policy:     eBPF, enforcement {p.get('mode')}{audit}; {p.get('policies', 0)} "
+        f"policies{invalid}, revision {p.get('realizedRevision')} realized, "
+        f"{p.get('identities', 0)} identities"
+    )
