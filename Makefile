@@ -38,8 +38,9 @@ lint: deps
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
-bench: deps
+bench: deps bpf
 	$(VENV)/bin/python bench/cni_latency.py
+	$(VENV)/bin/python bench/policy_datapath.py
 
 clean-lab: deps
 	$(AXONEME) lab down

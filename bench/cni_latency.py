@@ -68,6 +68,7 @@ CNI_DIR = Path("/usr/lib/cni")
 
 PREFIX = "axb-"
 NODE_NS = "axb-node"
+BPF_PIN_DIR = Path("/sys/fs/bpf/axb-cni-bench")  # the agent's datapath pins
 BNODE_NS = "axb-bnode"
 BRIDGE = "axbbr0"
 AX_CIDR = "10.77.0.0/24"
@@ -388,13 +389,12 @@ class Bench:
         env[key] = value
         self.agent_log = self.scratch / "agent.log"
         with open(self.agent_log, "wb") as log:
-            # `ip netns exec` execs the interpreter: the PID we hold is the agent's.
+            # nsenter execs the interpreter (the PID we hold is the agent's) and,
+            # unlike `ip netns exec`, keeps the machine's bpffs for the datapath pins.
             self.agent = subprocess.Popen(
                 [
-                    "ip",
-                    "netns",
-                    "exec",
-                    NODE_NS,
+                    "nsenter",
+                    f"--net=/run/netns/{NODE_NS}",
                     sys.executable,
                     "-m",
                     "axoneme.agent.daemon",
@@ -406,6 +406,8 @@ class Bench:
                     str(self.scratch / "state"),
                     "--socket",
                     str(sock),
+                    "--bpf-pin-dir",
+                    str(BPF_PIN_DIR),
                     "--no-ip-forward",  # as bridge's isGateway: false; forwarding is not timed
                     "--log-level",
                     "WARNING",
@@ -578,6 +580,8 @@ class Bench:
                 continue
             problems.append(f"agent process {pid} had to be killed")
         ip_batch([f"netns del {n}" for n in our_netns()], check=False)
+        # Unpinning is safe now: the pod devices the programs were attached to are gone.
+        shutil.rmtree(BPF_PIN_DIR, ignore_errors=True)
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
         # Verify.
@@ -588,6 +592,8 @@ class Bench:
             problems.append(f"processes left: {marked_pids()}")
         if self.scratch is not None and self.scratch.exists():
             problems.append(f"scratch dir left: {self.scratch}")
+        if BPF_PIN_DIR.exists():
+            problems.append(f"pins left: {BPF_PIN_DIR}")
         return problems
 
 
