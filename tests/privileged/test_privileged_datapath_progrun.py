@@ -11,8 +11,6 @@ buffer and decoded in Python.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import struct
 import subprocess
@@ -42,6 +40,7 @@ from axoneme.datapath.linux.ringbuf import EventReader
 from axoneme.datapath.portsets import port_entries
 from axoneme.kit.netns import entered
 from axoneme.policy.types import PortVerdicts
+from privileged.bpfenv import require_datapath, sh
 
 pytestmark = pytest.mark.privileged
 
@@ -158,37 +157,16 @@ def whole(proto: int) -> tuple[int, int]:
     return (proto << 16, proto << 16 | 0xFFFF)
 
 
-def require_datapath() -> None:
-    """Skip (fail under AXONEME_REQUIRE_PRIVILEGED=1) naming what is missing, then
-    build the BPF objects (a no-op when they are up to date)."""
-    reason = None
-    if os.geteuid() != 0:
-        reason = "needs root (bpf(), bpffs, network namespaces)"
-    elif shutil.which("ip") is None:
-        reason = "needs iproute2's 'ip' on PATH"
-    elif not (shutil.which("clang-19") or shutil.which("clang")):
-        reason = "needs clang to build bpf/ (make deps installs it)"
-    if reason is not None:
-        if os.environ.get("AXONEME_REQUIRE_PRIVILEGED") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    subprocess.run(["make", "-s", "-C", str(REPO / "bpf")], check=True)
-
-
-def _sh(*args: str) -> str:
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
     require_datapath()
     tag = uuid.uuid4().hex[:8]
     netns, pin_dir = f"axt-dp-run-{tag}", Path(f"/sys/fs/bpf/axt-dp-run-{tag}")
-    _sh("ip", "netns", "add", netns)
+    sh("ip", "netns", "add", netns)
     dp = reader = None
     try:
-        _sh("ip", "-n", netns, "link", "add", "va", "type", "veth", "peer", "name", "vb")
-        links = {x["ifname"]: x["ifindex"] for x in json.loads(_sh("ip", "-n", netns, "-j",
+        sh("ip", "-n", netns, "link", "add", "va", "type", "veth", "peer", "name", "vb")
+        links = {x["ifname"]: x["ifindex"] for x in json.loads(sh("ip", "-n", netns, "-j",
                                                                    "link", "show"))}  # fmt: skip
         dp = Datapath.open(pin_dir)
         reader = dp.events()

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import random
-import shutil
 import socket
 import struct
 import subprocess
@@ -80,6 +78,7 @@ from axoneme.policy.types import (
     Rule,
     Selector,
 )
+from privileged.bpfenv import require_datapath, sh
 
 pytestmark = pytest.mark.privileged
 
@@ -479,38 +478,19 @@ class Kernel:
         return result.retval, self.reader.consume()
 
 
-def require_datapath() -> None:
-    reason = None
-    if os.geteuid() != 0:
-        reason = "needs root (bpf(), bpffs, network namespaces)"
-    elif shutil.which("ip") is None:
-        reason = "needs iproute2's 'ip' on PATH"
-    elif not (shutil.which("clang-19") or shutil.which("clang")):
-        reason = "needs clang to build bpf/ (make deps installs it)"
-    if reason is not None:
-        if os.environ.get("AXONEME_REQUIRE_PRIVILEGED") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    subprocess.run(["make", "-s", "-C", str(REPO / "bpf")], check=True)
-
-
-def _sh(*args: str) -> str:
-    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture(scope="module")
 def kernel() -> Iterator[Kernel]:
     require_datapath()
     tag = uuid.uuid4().hex[:8]
     netns, pin_dir = f"axt-po-{tag}", Path(f"/sys/fs/bpf/axt-po-{tag}")
-    _sh("ip", "netns", "add", netns)
+    sh("ip", "netns", "add", netns)
     dp = reader = None
     try:
-        _sh("ip", "-n", netns, "link", "add", "e0", "type", "veth", "peer", "name", "e1")
-        _sh("ip", "-n", netns, "link", "add", "e2", "type", "veth", "peer", "name", "e3")
+        sh("ip", "-n", netns, "link", "add", "e0", "type", "veth", "peer", "name", "e1")
+        sh("ip", "-n", netns, "link", "add", "e2", "type", "veth", "peer", "name", "e3")
         links = {
             x["ifname"]: x["ifindex"]
-            for x in json.loads(_sh("ip", "-n", netns, "-j", "link", "show"))
+            for x in json.loads(sh("ip", "-n", netns, "-j", "link", "show"))
         }
         dp = Datapath.open(pin_dir)
         reader = dp.events()
