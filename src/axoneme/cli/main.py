@@ -135,6 +135,23 @@ def _parser() -> argparse.ArgumentParser:
     ep_sub = ep.add_subparsers(dest="endpoint_command", required=True, metavar="list")
     ep_list = ep_sub.add_parser("list", help="list endpoints")
     ep_list.add_argument("--node", help="only this lab node")
+
+    conn = sub.add_parser("connectivity", help="check the cluster's connectivity end to end")
+    conn_sub = conn.add_subparsers(dest="connectivity_command", required=True, metavar="test")
+    ctest = conn_sub.add_parser(
+        "test", help="deploy test workloads, run the scenarios, remove the workloads"
+    )
+    ctest.add_argument(
+        "--test",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="only scenarios whose name matches; !REGEX excludes (repeatable)",
+    )
+    ctest.add_argument("--timeout", type=float, default=2.0, help="seconds per probe (default 2)")
+    ctest.add_argument(
+        "--keep", action="store_true", help="leave the test namespace and its workloads in place"
+    )
     return p
 
 
@@ -347,6 +364,10 @@ def dispatch(args: argparse.Namespace) -> int:
         return _policy(args)
     if args.command in ("identity", "bpf", "monitor"):
         return _inspect(args)
+    if args.command == "connectivity":
+        from axoneme.connectivity.command import run_test_command
+
+        return run_test_command(args.test, args.timeout, args.keep)
     from axoneme.cli import agentcmds
 
     if args.command == "status":

@@ -1,0 +1,351 @@
+"""Run connectivity scenarios against the running lab.
+
+1. Remove whatever an earlier run left in :data:`NAMESPACE`, then deploy the
+   namespace and the workloads (clients and ``echo-same-node`` on the first
+   node, ``echo-other-node`` on the second) and wait until every pod runs and
+   every node's ipcache knows every pod by its identity (before that a policy
+   would see a pod as ``world``).
+2. Per scenario: apply its policies and wait until every agent realized that
+   revision; run its probes concurrently; compare each outcome with the
+   expected set; delete its policies and wait again, so the next scenario
+   starts from no policy.
+3. Always (failure, Ctrl-C or SIGTERM included) remove the policies, pods
+   and namespace again, unless ``keep`` asks to leave the workloads for a look.
+
+The store, agents and probe engine are reached through the same library
+functions the CLI's ``apply``, ``policy wait`` and ``probe`` use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from axoneme.api.client import AgentAPIError, AgentClient, AgentUnavailableError
+from axoneme.cli.context import AgentRef, CLIError, agents, open_store
+from axoneme.cli.probe import run_probes
+from axoneme.cli.resources import apply_objects
+from axoneme.connectivity.report import ScenarioResult, Status, format_result
+from axoneme.connectivity.scenarios import (
+    NAMESPACE,
+    OTHER_NODE,
+    SAME_NODE,
+    WORKLOADS,
+    Scenario,
+    mismatches,
+    probe_spec,
+    workload_manifests,
+)
+from axoneme.k8s.errors import ValidationError
+from axoneme.k8s.objects import validate
+from axoneme.lab.control import LabError, require_state
+from axoneme.lab.topology import BPF_PIN_ROOT
+from axoneme.store.types import Key, StoreError
+
+NAMESPACED_POLICY_KINDS = ("NetworkPolicy", "CiliumNetworkPolicy")
+POLL = 0.1
+
+Emit = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Options:
+    probe_timeout: float = 2.0
+    keep: bool = False
+    fancy: bool = False
+    ready_timeout: float = 90.0
+    policy_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class LabView:
+    nodes: dict[str, str]  # SAME_NODE / OTHER_NODE -> lab node name
+    refs: list[AgentRef]
+
+
+def lab_view() -> LabView:
+    try:
+        state = require_state()
+    except LabError as exc:
+        raise CLIError(str(exc)) from exc
+    names = [n["name"] for n in state["nodes"]]
+    if len(names) < 2:
+        raise CLIError(
+            f"the connectivity test needs a lab with at least 2 nodes (this one has "
+            f"{len(names)}: axoneme lab up --nodes 2)"
+        )
+    return LabView({SAME_NODE: names[0], OTHER_NODE: names[1]}, agents(None))
+
+
+# ---- store helpers -------------------------------------------------------------------
+
+
+async def _apply(objects: Sequence[dict[str, Any]]) -> int:
+    try:
+        valid = [validate(copy.deepcopy(o)) for o in objects]
+    except ValidationError as exc:
+        raise CLIError(str(exc)) from exc
+    _, revision = await apply_objects(valid)
+    return revision
+
+
+async def _delete(keys: Sequence[Key]) -> int:
+    """Delete what exists of ``keys``; the highest revision written (0 if none)."""
+    store = open_store()
+    revision = 0
+    try:
+        for key in keys:
+            rev = await store.delete(key)
+            if rev is not None:
+                revision = max(revision, rev)
+    except StoreError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        await store.close()
+    return revision
+
+
+async def _list(kind: str, namespace: str | None = NAMESPACE) -> list[dict[str, Any]]:
+    store = open_store()
+    try:
+        return (await store.list(kind, namespace)).items
+    except StoreError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        await store.close()
+
+
+def _ask(ref: AgentRef, path: str) -> Any:
+    try:
+        return AgentClient(ref.socket, timeout=5).get(path)
+    except (AgentUnavailableError, AgentAPIError):
+        return None
+
+
+async def wait_realized(refs: Sequence[AgentRef], revision: int, timeout: float) -> None:
+    """``axoneme policy wait REVISION``, cancellable: every agent runs ``revision``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = await asyncio.gather(*(asyncio.to_thread(_ask, r, "/v1/policy") for r in refs))
+        view = {
+            ref.node: int(a["realizedRevision"]) if a else None
+            for ref, a in zip(refs, answers, strict=True)
+        }
+        lagging = {n: v for n, v in view.items() if v is None or v < revision}
+        if not lagging:
+            return
+        if time.monotonic() > deadline:
+            where = ", ".join(
+                f"{n} at {v if v is not None else 'unreachable'}" for n, v in lagging.items()
+            )
+            raise CLIError(
+                f"timed out after {timeout:g}s waiting for policy revision {revision}: {where}"
+            )
+        await asyncio.sleep(POLL)
+
+
+# ---- deploy and remove -----------------------------------------------------------------
+
+
+def _ipcache_identity(node: str, ip: str) -> int | None:
+    from axoneme.datapath.linux.maps import IPCacheMap
+
+    try:
+        with IPCacheMap.open(BPF_PIN_ROOT / node) as ipcache:
+            value = ipcache.lookup(ip)
+    except OSError:
+        return None
+    return value.identity if value is not None else None
+
+
+def _readiness(pods: dict[str, dict[str, Any]], view: LabView) -> list[str]:
+    """What is not ready yet: pods not running, identities not in every node's ipcache."""
+    waiting: list[str] = []
+    ips: dict[str, str] = {}
+    for workload in WORKLOADS:
+        pod = pods.get(workload.name)
+        status = (pod or {}).get("status", {})
+        if status.get("phase") != "Running" or not status.get("podIP"):
+            reason = status.get("reason") or status.get("phase") or "not created"
+            waiting.append(f"pod {workload.name}: {reason}")
+        else:
+            ips[workload.name] = status["podIP"]
+    if waiting:
+        return waiting
+    identities: dict[str, int] = {}
+    for ref in view.refs:
+        for ep in _ask(ref, "/v1/endpoints") or []:
+            if ep.get("namespace") == NAMESPACE and ep.get("identity") is not None:
+                identities[ep["ipv4"]] = int(ep["identity"])
+    for name, ip in ips.items():
+        want = identities.get(ip)
+        if want is None:
+            waiting.append(f"pod {name}: no identity yet")
+            continue
+        for node in view.nodes.values():
+            got = _ipcache_identity(node, ip)
+            if got != want:
+                waiting.append(f"pod {name}: ipcache on {node} has {got}, not {want}")
+    return waiting
+
+
+async def deploy(view: LabView, options: Options, emit: Emit) -> None:
+    manifests = workload_manifests(view.nodes)
+    started = time.monotonic()
+    await _apply(manifests)
+    deadline = started + options.ready_timeout
+    while True:
+        pods = {p["metadata"]["name"]: p for p in await _list("Pod")}
+        waiting = await asyncio.to_thread(_readiness, pods, view)
+        if not waiting:
+            break
+        if time.monotonic() > deadline:
+            raise CLIError(
+                f"workloads not ready after {options.ready_timeout:g}s: " + "; ".join(waiting)
+            )
+        await asyncio.sleep(POLL)
+    emit(f"Workloads ready in {time.monotonic() - started:.1f}s")
+
+
+async def _policy_keys(namespace: str = NAMESPACE) -> list[Key]:
+    keys: list[Key] = []
+    for kind in NAMESPACED_POLICY_KINDS:
+        keys += [Key.of(o) for o in await _list(kind, namespace)]
+    return keys
+
+
+async def remove(view: LabView, options: Options) -> None:
+    """Delete the namespace's policies, pods and the namespace; wait until the agents
+    have let go of the pods' endpoints."""
+    revision = await _delete(await _policy_keys())
+    if revision:
+        await wait_realized(view.refs, revision, options.policy_timeout)
+    await _delete([Key.of(p) for p in await _list("Pod")])
+    await _delete([Key("Namespace", "", NAMESPACE)])
+    deadline = time.monotonic() + options.ready_timeout
+    while True:
+        left = [
+            ep
+            for ref in view.refs
+            for ep in (await asyncio.to_thread(_ask, ref, "/v1/endpoints") or [])
+            if ep.get("namespace") == NAMESPACE
+        ]
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise CLIError(f"{len(left)} endpoint(s) of namespace {NAMESPACE} still present")
+        await asyncio.sleep(POLL)
+
+
+async def namespace_exists() -> bool:
+    return any(n["metadata"]["name"] == NAMESPACE for n in await _list("Namespace", None))
+
+
+# ---- scenarios -----------------------------------------------------------------------
+
+
+async def run_scenario(scenario: Scenario, view: LabView, options: Options) -> ScenarioResult:
+    if scenario.skip is not None:
+        return ScenarioResult(scenario.name, "skip", problems=(scenario.skip,))
+    started = time.monotonic()
+    problems: list[str] = []
+    keys = [Key.of(dict(p)) for p in scenario.policies]
+    try:
+        if scenario.policies:
+            try:
+                revision = await _apply([dict(p) for p in scenario.policies])
+                await wait_realized(view.refs, revision, options.policy_timeout)
+            except CLIError as exc:
+                problems.append(f"applying its policies: {exc}")
+        if not problems:
+            specs = [probe_spec(p, view.nodes) for p in scenario.probes]
+            results = await run_probes(specs, options.probe_timeout)
+            details = [r.detail for r in results]
+            outcomes = [r.outcome for r in results]
+            problems += mismatches(scenario.probes, outcomes, details, view.nodes)
+    except CLIError as exc:
+        problems.append(str(exc))
+    finally:
+        if keys:
+            try:
+                revision = await _delete(keys)
+                if revision:
+                    await wait_realized(view.refs, revision, options.policy_timeout)
+            except CLIError as exc:
+                problems.append(f"removing its policies: {exc}")
+    seconds = time.monotonic() - started
+    status: Status = "fail" if problems else "pass"
+    return ScenarioResult(scenario.name, status, len(scenario.probes), seconds, tuple(problems))
+
+
+async def run(scenarios: Sequence[Scenario], options: Options, emit: Emit) -> list[ScenarioResult]:
+    """Run ``scenarios`` in order, emitting each result line as it is known."""
+    results: list[ScenarioResult] = []
+
+    def record(result: ScenarioResult) -> None:
+        results.append(result)
+        emit(format_result(result, options.fancy))
+
+    if all(s.skip is not None for s in scenarios):
+        for scenario in scenarios:
+            record(ScenarioResult(scenario.name, "skip", problems=(str(scenario.skip),)))
+        return results
+    view = lab_view()
+    placed = ", ".join(f"{w.name} on {view.nodes[w.node]}" for w in WORKLOADS)
+    emit(f"Connectivity test: {len(scenarios)} scenario(s) in namespace {NAMESPACE} ({placed})")
+    completed = False
+    try:
+        if await namespace_exists():
+            emit(f"Removing namespace {NAMESPACE} left by an earlier run")
+            await remove(view, options)
+        await deploy(view, options, emit)
+        for scenario in scenarios:
+            record(await run_scenario(scenario, view, options))
+        completed = True
+    finally:
+        if options.keep:
+            emit(f"Keeping namespace {NAMESPACE} and its workloads (--keep)")
+        else:
+            try:
+                await remove(view, options)
+                emit(f"Removed namespace {NAMESPACE}")
+            except CLIError as exc:
+                if completed:
+                    raise CLIError(f"could not remove namespace {NAMESPACE}: {exc}") from exc
+                # Already failing: say so, and let the first error be the one reported.
+                emit(f"warning: could not remove namespace {NAMESPACE}: {exc}")
+    return results
+
+
+async def run_with_signals(
+    scenarios: Sequence[Scenario], options: Options, emit: Emit
+) -> list[ScenarioResult]:
+    """:func:`run`, with SIGTERM treated as Ctrl-C: cancel, clean up, then stop."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def on_term() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    try:
+        return await run(scenarios, options, emit)
+    except asyncio.CancelledError:
+        if terminated:
+            what = "kept (--keep)" if options.keep else "removed"
+            raise CLIError(f"terminated (SIGTERM); namespace {NAMESPACE} {what}") from None
+        raise
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
