@@ -89,7 +89,16 @@ async def run(config: AgentConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        pod_cidr = await wait_for_pod_cidr(store, config.node)
+        # SIGTERM must work while we wait (the store may be down for long).
+        waiting = asyncio.ensure_future(wait_for_pod_cidr(store, config.node))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiting.done():
+            waiting.cancel()
+            log.info("stopped before a pod CIDR was known")
+            return 0
+        stopping.cancel()
+        pod_cidr = waiting.result()
         try:
             manager = EndpointManager(config.state_dir / "state.json", pod_cidr, NetlinkDriver())
         except IPAMError as exc:
