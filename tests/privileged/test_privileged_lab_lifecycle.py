@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,11 @@ def test_up_supervise_down_leaves_the_machine_as_it_was(lab_lock: None) -> None:
         wait_for(restarted, 20, "the agent to be restarted")
         assert "Ok" in ax("lab", "status").stdout
     finally:
-        ax("lab", "down")
+        started = time.monotonic()
+        swept = control.down()
+    # The supervisor stopped every process it ran; nothing had to be killed by the sweep.
+    assert swept.processes == [], swept
+    assert time.monotonic() - started < 15
     after = machine_snapshot()
     assert after == before
 

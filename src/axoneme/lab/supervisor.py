@@ -262,7 +262,7 @@ class Supervisor:
                 )
                 runtime = tg.create_task(self.runtime.run(), name="node-runtime")
                 tg.create_task(run_world(stop), name="world")
-                tg.create_task(self.collect_identities(), name="identity-gc")
+                gc = tg.create_task(self.collect_identities(), name="identity-gc")
                 await world_ready()
                 self.ready = True
                 self.write_state()
@@ -271,6 +271,7 @@ class Supervisor:
                 log.info("stopping the lab")
                 informer.cancel()
                 runtime.cancel()
+                gc.cancel()
                 await self.runtime.shutdown()
                 self.stopping = True
                 for proc in self.agents.values():
