@@ -52,11 +52,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from common import guarded_run, pids_marked
 
 from axoneme.api.client import AgentAPIError, AgentClient, AgentUnavailableError
 from axoneme.cni.install import write_launcher
@@ -132,17 +133,7 @@ def our_netns() -> list[str]:
 
 
 def marked_pids() -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if PROC_MARK in env.split(b"\0"):
-            pids.append(int(entry))
-    return sorted(pids)
+    return pids_marked(PROC_MARK)
 
 
 def proc_cpu_ms(pid: int) -> float:
@@ -170,17 +161,6 @@ def thread_netns_inode() -> int:
 def nearest_rank(sorted_values: list[float], q: float) -> float:
     rank = max(1, math.ceil(q * len(sorted_values)))
     return sorted_values[rank - 1]
-
-
-@contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Clean-up must not be cut short by a second Ctrl-C or a SIGTERM."""
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 # --- plugins and samples ----------------------------------------------------------------
@@ -795,8 +775,8 @@ def main(argv: list[str] | None = None) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX)
         signal.signal(signal.SIGTERM, _terminate)
         bench = Bench(args.pods, args.rounds, args.warmup)
-        status = 0
-        try:
+
+        def body() -> None:
             for line in bench.sweep_stale():
                 say(line)
             bench.setup()
@@ -805,19 +785,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.warmup} warm-up, axoneme-cni in {NODE_NS} vs bridge in {BNODE_NS}"
             )
             bench.run(say)
-        except BenchError as exc:
-            print(f"cni_latency: FAILED: {exc}", file=sys.stderr)
-            status = 1
-        except KeyboardInterrupt:
-            print("cni_latency: interrupted", file=sys.stderr)
-            status = 130
-        finally:
-            with signals_ignored():
-                problems = bench.cleanup()
-            for p in problems:
-                print(f"cni_latency: clean-up: {p}", file=sys.stderr)
-            if problems and status == 0:
-                status = 1
+
+        status = guarded_run("cni_latency", body, bench.cleanup, (BenchError,))
         if status != 0:
             return status
 

@@ -67,11 +67,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from common import guarded_run, pids_marked
 
 from axoneme.agent.enforcement import allow_from_host
 from axoneme.datapath.linux import netdev
@@ -169,17 +170,7 @@ def delete_netns(names: Sequence[str]) -> None:
 
 
 def marked_pids() -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if PROC_MARK in env.split(b"\0"):
-            pids.append(int(entry))
-    return sorted(pids)
+    return pids_marked(PROC_MARK)
 
 
 def kill_pids(pids: Sequence[int]) -> None:
@@ -190,17 +181,6 @@ def kill_pids(pids: Sequence[int]) -> None:
 
 def ms_since(start: float) -> float:
     return (time.perf_counter() - start) * 1e3
-
-
-@contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Clean-up must not be cut short by a second Ctrl-C or a SIGTERM."""
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 def k8s(key: str, value: str) -> Label:
@@ -1455,9 +1435,9 @@ def main(argv: list[str] | None = None) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX)
         signal.signal(signal.SIGTERM, _terminate)
         bench = Bench(args)
-        status = 0
         load_start = loadavg()
-        try:
+
+        def body() -> None:
             for line in bench.sweep_stale():
                 say(line)
             bench.make_setups()
@@ -1468,19 +1448,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             bench.run_datapath(say)
             bench.run_control_plane(say)
-        except BenchError as exc:
-            print(f"policy_datapath: FAILED: {exc}", file=sys.stderr)
-            status = 1
-        except KeyboardInterrupt:
-            print("policy_datapath: interrupted", file=sys.stderr)
-            status = 130
-        finally:
-            with signals_ignored():
-                problems = bench.cleanup()
-            for p in problems:
-                print(f"policy_datapath: clean-up: {p}", file=sys.stderr)
-            if problems and status == 0:
-                status = 1
+
+        status = guarded_run("policy_datapath", body, bench.cleanup, (BenchError,))
         if status != 0:
             return status
 

@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from axoneme.datapath.types import DatapathPort, IPCacheEntry, LxcEntry
 from axoneme.endpoint.manager import EndpointManager
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 POLICY_KINDS = ("NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
 NamedPorts = dict[str, frozenset[tuple[str, int]]]
+K = TypeVar("K")
 
 
 class EnforcementError(Exception):
@@ -73,6 +74,20 @@ def named_ports_of(pod: Pod) -> NamedPorts:
         if port.name:
             ports.setdefault(port.name, set()).add((port.protocol, port.container_port))
     return {name: frozenset(v) for name, v in ports.items()}
+
+
+def named_ports_by_identity(
+    endpoints: Mapping[K, EndpointRecord], pods: Mapping[K, Pod]
+) -> dict[int, NamedPorts]:
+    """identity → port name → {(protocol, port)}, over the pods behind each identity."""
+    named: dict[int, dict[str, set[tuple[str, int]]]] = {}
+    for key, record in endpoints.items():
+        pod = pods.get(key)
+        if pod is None:
+            continue
+        for name, ports in named_ports_of(pod).items():
+            named.setdefault(int(record.identity), {}).setdefault(name, set()).update(ports)
+    return {i: {n: frozenset(p) for n, p in m.items()} for i, m in named.items()}
 
 
 def router_ip(node: Node) -> str | None:
@@ -341,16 +356,9 @@ class Enforcement:
 
     def _context(self) -> PolicyContext:
         identities: dict[int, LabelSet] = {**self.identities.all(), **self.cidr.identities()}
-        named: dict[int, dict[str, set[tuple[str, int]]]] = {}
-        for key, record in self.ceps.items():
-            pod = self.pods.get(key)
-            if pod is None:
-                continue
-            for name, ports in named_ports_of(pod).items():
-                named.setdefault(int(record.identity), {}).setdefault(name, set()).update(ports)
         return PolicyContext(
             identities=identities,
-            named_ports={i: {n: frozenset(p) for n, p in m.items()} for i, m in named.items()},
+            named_ports=named_ports_by_identity(self.ceps, self.pods),
             mode=self.mode,
             audit=self.audit,
         )

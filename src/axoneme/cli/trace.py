@@ -14,7 +14,12 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from axoneme.agent.enforcement import POLICY_KINDS, cidr_prefixes, named_ports_of
+from axoneme.agent.enforcement import (
+    POLICY_KINDS,
+    cidr_prefixes,
+    named_ports_by_identity,
+    named_ports_of,
+)
 from axoneme.cli.context import CLIError, open_store
 from axoneme.identity.allocator import parse_identity, reserved_identities
 from axoneme.identity.endpoints import EndpointRecord, parse_endpoint
@@ -144,14 +149,9 @@ def run_trace(
     dst_peer = peer(dst, src_peer)
     if src_peer is None:
         src_peer = peer(src, dst_peer)
-    named: dict[int, dict[str, set[tuple[str, int]]]] = {}
-    for ref, record in view.endpoints.items():
-        pod = view.pods.get(ref)
-        for name, ports in (named_ports_of(pod) if pod else {}).items():
-            named.setdefault(int(record.identity), {}).setdefault(name, set()).update(ports)
     ctx = PolicyContext(
         identities=view.identities,
-        named_ports={i: {n: frozenset(p) for n, p in m.items()} for i, m in named.items()},
+        named_ports=named_ports_by_identity(view.endpoints, view.pods),
         mode=mode,
         audit=audit,
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 import axoneme
 from axoneme.cni.install import write_launcher
+from axoneme.kit.procs import pids_marked
 from axoneme.lab import netsetup
 from axoneme.lab.topology import (
     BPF_PIN_ROOT,
@@ -64,18 +65,7 @@ class Leftovers:
 
 def lab_processes() -> list[int]:
     """PIDs of every process that carries the lab's mark in its environment."""
-    mark = f"{ENV_MARK}={LAB_DIR}".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if mark in env.split(b"\0"):
-            pids.append(int(entry))
-    return sorted(pids)
+    return pids_marked(f"{ENV_MARK}={LAB_DIR}".encode())
 
 
 def leftovers() -> Leftovers:

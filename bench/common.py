@@ -1,0 +1,49 @@
+"""What every benchmark script shares: finding its processes, and a run that always cleans up."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from axoneme.kit.procs import pids_marked
+
+__all__ = ["guarded_run", "pids_marked", "signals_ignored"]
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Clean-up must not be cut short by a second Ctrl-C or a SIGTERM."""
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def guarded_run(
+    name: str,
+    body: Callable[[], None],
+    cleanup: Callable[[], list[str]],
+    errors: tuple[type[Exception], ...],
+) -> int:
+    """Run ``body``; clean up whatever happens; 0 ok, 1 failed or not clean, 130 interrupted."""
+    status = 0
+    try:
+        body()
+    except errors as exc:
+        print(f"{name}: FAILED: {exc}", file=sys.stderr)
+        status = 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        status = 130
+    finally:
+        with signals_ignored():
+            problems = cleanup()
+        for p in problems:
+            print(f"{name}: clean-up: {p}", file=sys.stderr)
+        if problems and status == 0:
+            status = 1
+    return status
