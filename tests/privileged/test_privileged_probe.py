@@ -17,12 +17,9 @@ import errno
 import json
 import os
 import re
-import select
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +30,15 @@ import pytest
 from axoneme.kit import netns
 from axoneme.probe import run
 from axoneme.probe.run import ProbeError, ProbeTarget
+from privileged.netnsenv import (
+    ip,
+    netns_names,
+    remove_stale,
+    require_netns,
+    start_workload,
+    stop,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.privileged
 
@@ -47,85 +53,7 @@ SILENT_IP, SILENT_MAC = "10.250.0.99", "02:00:00:00:00:99"
 NO_ROUTE_IP = "10.251.0.1"
 TCP_PORT, UDP_PORT = 8080, 5353
 CLOSED_TCP, CLOSED_UDP = 8081, 5354
-READY_TIMEOUT = 15.0
 _STALE = re.compile(r"axt-probe-(\d+)-[ab]")
-
-
-def _require_privileges() -> None:
-    """Skip (or fail under AXONEME_REQUIRE_PRIVILEGED=1) naming what is missing."""
-    reason = None
-    if os.geteuid() != 0:
-        reason = "needs root (CAP_SYS_ADMIN for setns, CAP_NET_ADMIN for veth)"
-    elif shutil.which("ip") is None:
-        reason = "needs iproute2's 'ip' on PATH"
-    if reason is None:
-        return
-    if os.environ.get("AXONEME_REQUIRE_PRIVILEGED") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _ip(*args: str, check: bool = True) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-
-
-def _netns_names() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True, text=True)
-    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale() -> None:
-    # Leftovers of earlier runs killed before teardown; only ours, only dead owners.
-    for name in _netns_names():
-        match = _STALE.fullmatch(name)
-        if match and not _pid_alive(int(match.group(1))):
-            _ip("netns", "del", name, check=False)
-
-
-def _start_workload(ns: str, *ports: str) -> subprocess.Popen[str]:
-    args = ["--namespace", "demo", "--pod", "web", "--node", "n1"]
-    for port in ports:
-        args += ["--port", port]
-    return subprocess.Popen(
-        ["ip", "netns", "exec", ns, sys.executable, "-m", "axoneme.lab.workload", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _wait_ready(proc: subprocess.Popen[str]) -> None:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)
-    line = proc.stdout.readline() if ready else ""
-    if line.strip() != "ready":
-        proc.kill()
-        _, err = proc.communicate()
-        pytest.fail(f"workload not ready (got {line!r}): {err}")
-
-
-def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
-    """Signal, wait (kill after 5 s) and return the exit code and stderr."""
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    _, err = proc.communicate()
-    return proc.returncode, err
 
 
 @dataclass(frozen=True)
@@ -139,37 +67,37 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    _require_privileges()
-    _remove_stale()
+    require_netns("CAP_SYS_ADMIN for setns, CAP_NET_ADMIN for veth")
+    remove_stale(_STALE)
     created: list[str] = []
     server: subprocess.Popen[str] | None = None
     server_err = ""
     try:
         for ns in (NS_A, NS_B):
-            _ip("netns", "add", ns)
+            ip("netns", "add", ns)
             created.append(ns)
-        _ip(*f"link add {VETH_A} netns {NS_A} type veth peer name {VETH_B} netns {NS_B}".split())
+        ip(*f"link add {VETH_A} netns {NS_A} type veth peer name {VETH_B} netns {NS_B}".split())
         for ns, dev, addr in ((NS_A, VETH_A, IP_A), (NS_B, VETH_B, IP_B)):
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            ip("-n", ns, "link", "set", dev, "up")
         fake_neighbour = f"{SILENT_IP} lladdr {SILENT_MAC} dev {VETH_A} nud permanent"
-        _ip("-n", NS_A, "neigh", "add", *fake_neighbour.split())
+        ip("-n", NS_A, "neigh", "add", *fake_neighbour.split())
         # Port-unreachable replies must not be rate limited during the bulk probe.
         subprocess.run(
             ["ip", "netns", "exec", NS_B, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"],
             check=True,
         )
-        server = _start_workload(NS_B, f"{TCP_PORT}/TCP", f"{UDP_PORT}/UDP")
-        _wait_ready(server)
+        server = start_workload(NS_B, "web", f"{TCP_PORT}/TCP", f"{UDP_PORT}/UDP")
+        wait_ready(server)
         yield Lab(NS_A, NS_B, server)
     finally:
         if server is not None:
-            _, server_err = _stop(server)
+            _, server_err = stop(server)
         for ns in created:
-            _ip("netns", "del", ns, check=False)  # takes the veth pair with it
-        _ip("link", "del", VETH_A, check=False)  # in case it ever landed in our netns
-        leftover = [name for name in _netns_names() if name.startswith(PREFIX)]
+            ip("netns", "del", ns, check=False)  # takes the veth pair with it
+        ip("link", "del", VETH_A, check=False)  # in case it ever landed in our netns
+        leftover = [name for name in netns_names() if name.startswith(PREFIX)]
         assert not leftover, f"namespaces left behind: {leftover}"
         # asyncio logs callback crashes instead of raising; they must not go unseen.
         assert "Traceback" not in server_err, server_err
@@ -275,11 +203,11 @@ def test_tcp_echo_for_non_http(lab: Lab) -> None:
 
 def test_workload_exits_0_on_sigterm_and_sigint(lab: Lab) -> None:
     for sig, port in ((signal.SIGTERM, 9090), (signal.SIGINT, 9091)):
-        proc = _start_workload(lab.ns_b, f"{port}/TCP", f"{port}/UDP")
+        proc = start_workload(lab.ns_b, "web", f"{port}/TCP", f"{port}/UDP")
         try:
-            _wait_ready(proc)
+            wait_ready(proc)
         finally:
-            code, err = _stop(proc, sig)
+            code, err = stop(proc, sig)
         assert (code, err) == (0, ""), f"after {signal.Signals(sig).name}"
 
 

@@ -17,11 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import select
-import shutil
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +26,15 @@ import pytest
 
 from axoneme.probe import run
 from axoneme.probe.run import ProbeError, ProbeTarget
+from privileged.netnsenv import (
+    ip,
+    netns_names,
+    remove_stale,
+    require_netns,
+    start_workload,
+    stop,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.privileged
 
@@ -45,74 +50,10 @@ PORT, CLOSED = 9000, 9001
 _STALE = re.compile(r"axt-sctp-(\d+)-[ab]")
 
 
-def _require_privileges() -> None:
-    reason = None
-    if os.geteuid() != 0:
-        reason = "needs root (CAP_SYS_ADMIN for setns, CAP_NET_ADMIN and CAP_NET_RAW)"
-    elif shutil.which("ip") is None:
-        reason = "needs iproute2's 'ip' on PATH"
-    if reason is None:
-        return
-    if os.environ.get("AXONEME_REQUIRE_PRIVILEGED") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _ip(*args: str, check: bool = True) -> None:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-
-
-def _netns_names() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True, text=True)
-    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _remove_stale() -> None:
-    for name in _netns_names():
-        match = _STALE.fullmatch(name)
-        if match and not _alive(int(match.group(1))):
-            _ip("netns", "del", name, check=False)
-
-
 def _start_workload(ns: str, *ports: str) -> subprocess.Popen[str]:
-    args = ["--namespace", "demo", "--pod", "sctp", "--node", "n1"]
-    for port in ports:
-        args += ["--port", port]
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", ns, sys.executable, "-m", "axoneme.lab.workload", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 15)
-    line = proc.stdout.readline() if ready else ""
-    if line.strip() != "ready":
-        proc.kill()
-        _, err = proc.communicate()
-        pytest.fail(f"workload not ready (got {line!r}): {err}")
+    proc = start_workload(ns, "sctp", *ports)
+    wait_ready(proc)
     return proc
-
-
-def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    _, err = proc.communicate()
-    return proc.returncode, err
 
 
 @dataclass(frozen=True)
@@ -123,23 +64,23 @@ class Net:
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Net]:
-    _require_privileges()
-    _remove_stale()
+    require_netns("CAP_SYS_ADMIN for setns, CAP_NET_ADMIN and CAP_NET_RAW")
+    remove_stale(_STALE)
     created: list[str] = []
     server: subprocess.Popen[str] | None = None
     try:
         for ns in (NS_A, NS_B):
-            _ip("netns", "add", ns)
+            ip("netns", "add", ns)
             created.append(ns)
-        _ip(*f"link add {VETH_A} netns {NS_A} type veth peer name {VETH_B} netns {NS_B}".split())
+        ip(*f"link add {VETH_A} netns {NS_A} type veth peer name {VETH_B} netns {NS_B}".split())
         for ns, dev, addr, lo in ((NS_A, VETH_A, IP_A, LO_A), (NS_B, VETH_B, IP_B, LO_B)):
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "addr", "add", f"{lo}/32", "dev", "lo")
-            _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            _ip("-n", ns, "link", "set", dev, "up")
-        _ip("-n", NS_A, "route", "add", f"{LO_B}/32", "via", IP_B)
-        _ip("-n", NS_B, "route", "add", f"{LO_A}/32", "via", IP_A)
-        _ip("-n", NS_A, "neigh", "add", SILENT_IP, "lladdr", SILENT_MAC, "dev", VETH_A,
+            ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", ns, "addr", "add", f"{lo}/32", "dev", "lo")
+            ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            ip("-n", ns, "link", "set", dev, "up")
+        ip("-n", NS_A, "route", "add", f"{LO_B}/32", "via", IP_B)
+        ip("-n", NS_B, "route", "add", f"{LO_A}/32", "via", IP_A)
+        ip("-n", NS_A, "neigh", "add", SILENT_IP, "lladdr", SILENT_MAC, "dev", VETH_A,
             "nud", "permanent")  # fmt: skip
         for ns in (NS_A, NS_B):  # protocol-unreachable replies must not be rate limited
             subprocess.run(
@@ -149,11 +90,11 @@ def net() -> Iterator[Net]:
         server = _start_workload(NS_B, f"{PORT}/SCTP", f"{PORT}/TCP", f"{PORT}/UDP")
         yield Net(NS_A, NS_B)
     finally:
-        server_err = _stop(server)[1] if server is not None else ""
+        server_err = stop(server)[1] if server is not None else ""
         for ns in created:
-            _ip("netns", "del", ns, check=False)
-        _ip("link", "del", VETH_A, check=False)
-        leftover = [name for name in _netns_names() if name.startswith(PREFIX)]
+            ip("netns", "del", ns, check=False)
+        ip("link", "del", VETH_A, check=False)
+        leftover = [name for name in netns_names() if name.startswith(PREFIX)]
         assert not leftover, f"namespaces left behind: {leftover}"
         assert "Traceback" not in server_err, server_err
 
