@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from axoneme.kit.procs import pids_marked
+
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,18 +30,8 @@ def _axb_netns() -> list[str]:
 
 
 def _bench_processes() -> list[int]:
-    """PIDs carrying the mark the benchmark puts in its agent's environment."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if b"AXB_BENCH=cni_latency" in env.split(b"\0"):
-            pids.append(int(entry))
-    return pids
+    """PIDs carrying the mark the benchmark puts in its agent environment."""
+    return pids_marked(b"AXB_BENCH=cni_latency")
 
 
 def test_quick_run_writes_results_and_cleans_up(privileged: None, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from axoneme.kit.procs import pids_marked
 from privileged.test_privileged_datapath_progrun import require_datapath
 
 pytestmark = [pytest.mark.privileged, pytest.mark.slow]
@@ -34,18 +35,8 @@ def _axb_netns() -> list[str]:
 
 
 def _bench_processes() -> list[int]:
-    """PIDs carrying the mark the benchmark puts in qperf's environment."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            env = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue
-        if b"AXB_BENCH=policy_datapath" in env.split(b"\0"):
-            pids.append(int(entry))
-    return pids
+    """PIDs carrying the mark the benchmark puts in its qperf environment."""
+    return pids_marked(b"AXB_BENCH=policy_datapath")
 
 
 def test_quick_run_writes_results_and_cleans_up(privileged: None, tmp_path: Path) -> None:
