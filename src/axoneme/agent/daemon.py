@@ -15,7 +15,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -140,6 +142,7 @@ async def run(config: AgentConfig) -> int:
             len(manager.endpoints()),
         )
         routes = NodeRoutes(config.node)
+        context = AgentContext(config, store, manager, kernel, enforcement, hub, service)
         reading = threading.Event()
         reading.set()
         try:
@@ -160,6 +163,10 @@ async def run(config: AgentConfig) -> int:
                         name="event-reader",
                     ),
                 ]
+                tasks += [
+                    tg.create_task(component(context), name=component.__name__)
+                    for component in components()
+                ]
                 await stop.wait()
                 reading.clear()
                 for task in tasks:
@@ -173,6 +180,32 @@ async def run(config: AgentConfig) -> int:
         return 0
     finally:
         await store.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentContext:
+    """What an agent component gets: the running agent's parts."""
+
+    config: AgentConfig
+    store: Store
+    manager: EndpointManager
+    kernel: KernelDatapath
+    enforcement: Enforcement
+    hub: EventHub
+    service: AgentService
+
+
+Component = Callable[[AgentContext], Coroutine[Any, Any, None]]
+
+
+def components() -> list[Component]:
+    """The agent's optional subsystems (services, overlay, observer, metrics, health...).
+
+    Each runs as one task beside the core ones until the agent stops (it is
+    cancelled then); a component that fails stops the agent. Imported here so
+    each stays in its own module and the core knows none of them.
+    """
+    return []
 
 
 def read_events(
