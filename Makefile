@@ -4,7 +4,7 @@ VENV := .venv
 AXONEME := $(VENV)/bin/axoneme
 PYTEST := $(VENV)/bin/pytest
 
-.PHONY: deps bpf demo demo-down test test-unit test-privileged lint bench clean-lab
+.PHONY: deps bpf proto demo demo-down test test-unit test-privileged lint bench clean-lab
 
 deps:
 	@scripts/install-deps.sh
@@ -12,6 +12,11 @@ deps:
 # The eBPF datapath objects (bpf/build/); a no-op when up to date.
 bpf: deps
 	$(MAKE) -s -C bpf
+
+# The observer's gRPC modules, generated from api/observer.proto and committed.
+proto: deps
+	$(VENV)/bin/python -m grpc_tools.protoc -Iaxoneme/observer/proto=api \
+	  --python_out=src --grpc_python_out=src --pyi_out=src api/observer.proto
 
 demo: deps bpf
 	@scripts/demo.sh

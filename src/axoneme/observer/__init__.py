@@ -1,0 +1,1 @@
+"""The flow observer: datapath events become Hubble-style flows, served over gRPC."""

@@ -1,0 +1,1 @@
+"""Generated from api/observer.proto by ``make proto`` (do not edit)."""
