@@ -4,12 +4,14 @@ The gateway is part of every etcd ≥ 3.4 server, so the agent needs no gRPC
 stubs or protobuf runtime for its store. Keys and values are base64 in the
 gateway's JSON; objects are stored as compact JSON under
 ``/axoneme/v1/<plural>/[<namespace>/]<name>``. An object's
-``metadata.resourceVersion`` is its etcd ``mod_revision``.
+``metadata.resourceVersion`` is its etcd ``mod_revision``. Leases are etcd's
+own (``/v3/lease/*``): an object put with a lease goes when the lease does.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +21,8 @@ import aiohttp
 from axoneme.store.types import (
     ConflictError,
     Key,
+    LeaseID,
+    LeaseNotFoundError,
     Listing,
     Resource,
     StoreError,
@@ -41,6 +45,13 @@ def prefix_end(prefix: str) -> str:
     """etcd's range_end for "every key starting with prefix"."""
     raw = prefix.encode()
     return (raw[:-1] + bytes([raw[-1] + 1])).decode()
+
+
+def _put_request(key: str, value: str, lease: LeaseID | None) -> dict[str, Any]:
+    request: dict[str, Any] = {"key": _b64(key), "value": value}
+    if lease is not None:
+        request["lease"] = str(lease)
+    return request
 
 
 def decode_kv(kv: dict[str, Any]) -> Resource:
@@ -98,7 +109,10 @@ class EtcdStore:
             ) as resp:
                 data: dict[str, Any] = await resp.json(content_type=None)
                 if resp.status != 200:
-                    raise StoreError(f"etcd {path}: {data.get('message', data)}")
+                    message = str(data.get("message", data))
+                    if "lease not found" in message:
+                        raise LeaseNotFoundError(f"etcd {path}: {message}")
+                    raise StoreError(f"etcd {path}: {message}")
                 return data
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise StoreError(f"etcd at {self._name} unreachable: {exc}") from exc
@@ -116,39 +130,45 @@ class EtcdStore:
         items = [decode_kv(kv) for kv in data.get("kvs", [])]
         return Listing(items, int(data["header"]["revision"]))
 
-    async def _txn(self, key: str, compare: dict[str, Any], value: str) -> dict[str, Any]:
+    async def _txn(
+        self, key: str, compare: dict[str, Any], value: str, lease: LeaseID | None
+    ) -> dict[str, Any]:
         return await self._call(
             "/v3/kv/txn",
             {
                 "compare": [{"key": _b64(key), **compare}],
-                "success": [{"request_put": {"key": _b64(key), "value": value}}],
+                "success": [{"request_put": _put_request(key, value, lease)}],
                 "failure": [{"request_range": {"key": _b64(key)}}],
             },
         )
 
-    async def create(self, obj: Resource) -> Resource:
+    async def create(self, obj: Resource, *, lease: LeaseID | None = None) -> Resource:
         key = Key.of(obj)
         # create_revision == 0 means "the key does not exist".
         data = await self._txn(
             key.path(PREFIX),
             {"target": "CREATE", "result": "EQUAL", "create_revision": "0"},
             encode_object(obj),
+            lease,
         )
         if not data.get("succeeded"):
             raise ConflictError(f"{key} already exists")
         return self._stored(obj, data)
 
-    async def put(self, obj: Resource, expect_revision: int | None = None) -> Resource:
+    async def put(
+        self, obj: Resource, expect_revision: int | None = None, *, lease: LeaseID | None = None
+    ) -> Resource:
         key = Key.of(obj)
         if expect_revision is None:
             data = await self._call(
-                "/v3/kv/put", {"key": _b64(key.path(PREFIX)), "value": encode_object(obj)}
+                "/v3/kv/put", _put_request(key.path(PREFIX), encode_object(obj), lease)
             )
             return self._stored(obj, data)
         data = await self._txn(
             key.path(PREFIX),
             {"target": "MOD", "result": "EQUAL", "mod_revision": str(expect_revision)},
             encode_object(obj),
+            lease,
         )
         if not data.get("succeeded"):
             raise ConflictError(f"{key} changed since revision {expect_revision}")
@@ -218,6 +238,25 @@ class EtcdStore:
     async def health(self) -> str:
         data = await self._call("/v3/maintenance/status", {})
         return f"Ok etcd {data.get('version', '?')} at {self._name}"
+
+    async def grant(self, ttl: int) -> LeaseID:
+        if ttl < 1:
+            raise ValueError(f"lease ttl: {ttl} must be at least 1 second")
+        data = await self._call("/v3/lease/grant", {"TTL": str(ttl)})
+        return int(data["ID"])
+
+    async def keepalive(self, lease: LeaseID) -> int:
+        # The gateway answers a one-shot keep-alive with one stream message; a
+        # lease that is gone comes back without a TTL (etcd leaves out zeros).
+        data = await self._call("/v3/lease/keepalive", {"ID": str(lease)})
+        ttl = int(data.get("result", {}).get("TTL", 0))
+        if ttl <= 0:
+            raise LeaseNotFoundError(f"etcd lease {lease:x} expired or was revoked")
+        return ttl
+
+    async def revoke(self, lease: LeaseID) -> None:
+        with contextlib.suppress(LeaseNotFoundError):  # already gone: nothing to do
+            await self._call("/v3/kv/lease/revoke", {"ID": str(lease)})  # etcd 3.4's path
 
     async def close(self) -> None:
         if self._session is not None:

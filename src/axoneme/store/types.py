@@ -28,6 +28,16 @@ KINDS: dict[str, tuple[str, bool]] = {
     "CiliumClusterwideNetworkPolicy": ("ciliumclusterwidenetworkpolicies", False),
     "CiliumIdentity": ("ciliumidentities", False),
     "CiliumEndpoint": ("ciliumendpoints", True),
+    "Service": ("services", True),
+    "EndpointSlice": ("endpointslices", True),
+    # Node-owned, written by each agent under its node lease (Cilium's kvstore
+    # node entry): it exists exactly while the node's agent is alive.
+    "ClusterNode": ("clusternodes", False),
+    # Written by the operator: the node's pod CIDRs (cluster-pool / multi-pool IPAM).
+    "CiliumNode": ("ciliumnodes", False),
+    "CiliumPodIPPool": ("ciliumpodippools", False),
+    # Leader election (coordination.k8s.io/v1 shape), held under the leader's lease.
+    "Lease": ("leases", True),
 }
 
 
@@ -37,6 +47,13 @@ class StoreError(Exception):
 
 class ConflictError(StoreError):
     """A create found the key taken, or an update found a newer revision."""
+
+
+class LeaseNotFoundError(StoreError):
+    """The lease expired or was revoked: grant a new one and write again."""
+
+
+LeaseID = int
 
 
 @dataclass(frozen=True)
@@ -91,12 +108,20 @@ class Store(Protocol):
 
     async def list(self, kind: str, namespace: str | None = None) -> Listing: ...
 
-    async def create(self, obj: Resource) -> Resource:
-        """Store a new object; ConflictError if the key exists."""
+    async def create(self, obj: Resource, *, lease: LeaseID | None = None) -> Resource:
+        """Store a new object; ConflictError if the key exists.
+
+        With ``lease`` the object is deleted when the lease expires or is revoked.
+        """
         ...
 
-    async def put(self, obj: Resource, expect_revision: int | None = None) -> Resource:
-        """Create or replace; with expect_revision, only if the stored one is that revision."""
+    async def put(
+        self, obj: Resource, expect_revision: int | None = None, *, lease: LeaseID | None = None
+    ) -> Resource:
+        """Create or replace; with expect_revision, only if the stored one is that revision.
+
+        A put replaces the lease too: without ``lease`` the object outlives any lease.
+        """
         ...
 
     async def delete(self, key: Key) -> int | None:
@@ -117,6 +142,18 @@ class Store(Protocol):
 
     async def health(self) -> str:
         """A one-line health summary; raises StoreError when unhealthy."""
+        ...
+
+    async def grant(self, ttl: int) -> LeaseID:
+        """A new lease that expires ``ttl`` seconds after its last keep-alive."""
+        ...
+
+    async def keepalive(self, lease: LeaseID) -> int:
+        """Renew ``lease``; its TTL in seconds. LeaseNotFoundError if it is gone."""
+        ...
+
+    async def revoke(self, lease: LeaseID) -> None:
+        """End ``lease`` now, deleting every object written with it (absent: no-op)."""
         ...
 
     async def close(self) -> None: ...
