@@ -205,7 +205,9 @@ def components() -> list[Component]:
     cancelled then); a component that fails stops the agent. Imported here so
     each stays in its own module and the core knows none of them.
     """
-    return []
+    from axoneme.agent import metrics
+
+    return [metrics.run]
 
 
 def read_events(

@@ -15,7 +15,8 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -66,6 +67,7 @@ class RegenerationStats:
     policy_changes: int
     ipcache_changes: int
     revision: int
+    seconds: float = 0.0
 
 
 def named_ports_of(pod: Pod) -> NamedPorts:
@@ -157,6 +159,8 @@ class Enforcement:
         self.seen_revision = 0
         self.realized_revision = 0
         self.regenerations = 0
+        # Told of every completed regeneration (agent metrics); must not raise or block.
+        self.regeneration_observers: list[Callable[[RegenerationStats], None]] = []
         self.synced = asyncio.Event()
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -388,6 +392,7 @@ class Enforcement:
 
     async def regenerate(self) -> RegenerationStats:
         async with self._lock:
+            started = time.perf_counter()
             revision = self.seen_revision
             await self._refresh_identities()
             policies = [p for ps in self.policies.values() for p in ps]
@@ -418,7 +423,16 @@ class Enforcement:
             self.endpoint_policies = results
             self.realized_revision = max(self.realized_revision, revision)
             self.regenerations += 1
-            return RegenerationStats(len(local), policy_changes, ipcache_changes, revision)
+            stats = RegenerationStats(
+                len(local),
+                policy_changes,
+                ipcache_changes,
+                revision,
+                time.perf_counter() - started,
+            )
+            for observe in self.regeneration_observers:
+                observe(stats)
+            return stats
 
     # ---- reporting ------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from axoneme.agent.cni import CODE_TRY_AGAIN, CNIRequest, CNIRequestError, add_result
 from axoneme.agent.enforcement import Enforcement, EnforcementError
+from axoneme.agent.metrics import observe_cni
 from axoneme.endpoint.manager import EndpointError, EndpointManager, PodInfo
 from axoneme.endpoint.model import Endpoint, attachment
 from axoneme.k8s.objects import Namespace, Pod, parse_namespace, parse_pod
@@ -110,6 +111,15 @@ class AgentService:
             await self.enforcement.endpoint_removed(ep)
 
     async def handle_cni(self, req: CNIRequest) -> dict[str, Any]:
+        ok = False
+        try:
+            result = await self._handle_cni(req)
+            ok = True
+            return result
+        finally:
+            observe_cni(req.command, ok)
+
+    async def _handle_cni(self, req: CNIRequest) -> dict[str, Any]:
         if req.command == "STATUS":
             return {}
         if req.command == "ADD":
