@@ -99,7 +99,7 @@ def test_invalid_pod_names_the_field(mutate: Any, field: str) -> None:
 
 def test_unknown_kind_is_rejected() -> None:
     with pytest.raises(ValidationError, match="kind"):
-        validate({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}})
+        validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
 
 
 def test_manifest_is_all_or_nothing_and_says_which_object() -> None:

@@ -11,10 +11,12 @@ import yaml
 
 from axoneme.cli.context import CLIError, open_store
 from axoneme.cli.output import age, table
+from axoneme.k8s.allocate import allocate_service
 from axoneme.k8s.apply import merge, new_object
 from axoneme.k8s.errors import ValidationError
 from axoneme.k8s.manifest import parse_manifest
 from axoneme.k8s.objects import DEFAULT_NAMESPACE
+from axoneme.lab.topology import SERVICE_CIDR
 from axoneme.store.types import ConflictError, Key, Store, StoreError
 
 KIND_ALIASES = {
@@ -27,6 +29,11 @@ KIND_ALIASES = {
     "namespaces": "Namespace",
     "namespace": "Namespace",
     "ns": "Namespace",
+    "services": "Service",
+    "service": "Service",
+    "svc": "Service",
+    "endpointslices": "EndpointSlice",
+    "endpointslice": "EndpointSlice",
 }
 # Namespaces must exist before what goes in them, and outlive it; policies
 # go in before pods so a new pod never runs a moment without them.
@@ -36,7 +43,9 @@ APPLY_ORDER = {
     "NetworkPolicy": 2,
     "CiliumNetworkPolicy": 2,
     "CiliumClusterwideNetworkPolicy": 2,
-    "Pod": 3,
+    "Service": 3,
+    "EndpointSlice": 3,
+    "Pod": 4,
 }
 
 
@@ -95,8 +104,17 @@ async def apply_objects(objects: list[dict[str, Any]]) -> tuple[list[str], int]:
         await _check_namespaces(store, objects)
         # Work out every write before doing any, so a forbidden change applies nothing.
         writes: list[tuple[dict[str, Any], int | None, str]] = []
+        services = (await store.list("Service")).items if _has_service(objects) else []
         for obj in objects:
             stored = await store.get(Key.of(obj))
+            if obj["kind"] == "Service":
+                # The API server's part: cluster IP and node ports, before merging.
+                others = [s for s in services if Key.of(s) != Key.of(obj)]
+                try:
+                    obj = allocate_service(obj, stored, others, SERVICE_CIDR)
+                except ValidationError as exc:
+                    raise CLIError(f"{Key.of(obj)}: {exc}") from exc
+                services = [*others, obj]
             if stored is None:
                 writes.append((new_object(obj), None, "created"))
                 continue
@@ -125,6 +143,10 @@ async def apply_objects(objects: list[dict[str, Any]]) -> tuple[list[str], int]:
         await store.close()
 
 
+def _has_service(objects: list[dict[str, Any]]) -> bool:
+    return any(o["kind"] == "Service" for o in objects)
+
+
 async def delete(path: str) -> tuple[list[str], list[str]]:
     objects = sorted(read_manifest(path), key=lambda o: -APPLY_ORDER.get(o["kind"], 3))
     store = open_store()
@@ -135,8 +157,9 @@ async def delete(path: str) -> tuple[list[str], list[str]]:
             name = f"{obj['kind'].lower()}/{key.name}"
             if obj["kind"] == "Namespace":
                 # Deleting a namespace deletes what is in it, as in Kubernetes.
-                for pod in (await store.list("Pod", key.name)).items:
-                    await store.delete(Key.of(pod))
+                for kind in ("Pod", "Service", "EndpointSlice"):
+                    for item in (await store.list(kind, key.name)).items:
+                        await store.delete(Key.of(item))
             if await store.delete(key):
                 done.append(f"{name} deleted")
             else:
@@ -153,14 +176,16 @@ def kind_of(word: str) -> str:
         return KIND_ALIASES[word.lower()]
     except KeyError:
         raise CLIError(
-            f"resource type {word!r} is not known (use pods, nodes or namespaces)"
+            f"resource type {word!r} is not known "
+            "(use pods, nodes, namespaces, services or endpointslices)"
         ) from None
 
 
 async def get(kind: str, namespace: str | None, all_namespaces: bool) -> list[dict[str, Any]]:
     store = open_store()
     try:
-        ns = None if (all_namespaces or kind != "Pod") else (namespace or DEFAULT_NAMESPACE)
+        namespaced = kind in ("Pod", "Service", "EndpointSlice")
+        ns = None if (all_namespaces or not namespaced) else (namespace or DEFAULT_NAMESPACE)
         return (await store.list(kind, ns)).items
     except StoreError as exc:
         raise CLIError(str(exc)) from exc
@@ -193,6 +218,10 @@ def render(kind: str, items: list[dict[str, Any]], output: str, all_namespaces: 
                 row += [status.get("podIP", "<none>"), p.get("spec", {}).get("nodeName", "<none>")]
             rows.append(([p["metadata"]["namespace"]] if all_namespaces else []) + row)
         return table((["NAMESPACE"] if all_namespaces else []) + headers, rows)
+    if kind in ("Service", "EndpointSlice"):
+        from axoneme.cli.services import render_table
+
+        return render_table(kind, items, all_namespaces)
     if kind == "Node":
         headers = ["NAME", "STATUS", "ROLES", "AGE"] + (["INTERNAL-IP", "POD-CIDR"] if wide else [])
         rows = []

@@ -200,6 +200,18 @@ def _parse_policy(raw: dict[str, Any]) -> object:
     return parse_policy(raw)
 
 
+def _parse_service(raw: dict[str, Any]) -> object:
+    from axoneme.k8s.service import parse_service
+
+    return parse_service(raw)
+
+
+def _parse_endpointslice(raw: dict[str, Any]) -> object:
+    from axoneme.k8s.service import parse_endpointslice
+
+    return parse_endpointslice(raw)
+
+
 PARSERS: dict[str, Callable[[dict[str, Any]], object]] = {
     "Namespace": parse_namespace,
     "Pod": parse_pod,
@@ -207,8 +219,10 @@ PARSERS: dict[str, Callable[[dict[str, Any]], object]] = {
     "NetworkPolicy": _parse_policy,
     "CiliumNetworkPolicy": _parse_policy,
     "CiliumClusterwideNetworkPolicy": _parse_policy,
+    "Service": _parse_service,
+    "EndpointSlice": _parse_endpointslice,
 }
-_NAMESPACED = ("Pod", "NetworkPolicy", "CiliumNetworkPolicy")
+_NAMESPACED = ("Pod", "NetworkPolicy", "CiliumNetworkPolicy", "Service", "EndpointSlice")
 
 
 def validate(raw: Any) -> dict[str, Any]:

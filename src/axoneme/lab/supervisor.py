@@ -23,6 +23,7 @@ from axoneme.identity.allocator import collect_garbage
 from axoneme.k8s.apply import new_object
 from axoneme.kit.files import atomic_write_text
 from axoneme.lab.runtime import NodeRuntime
+from axoneme.lab.services import ServiceControllers
 from axoneme.lab.topology import (
     ENV_MARK,
     ETCD_CLIENT_PORT,
@@ -263,6 +264,9 @@ class Supervisor:
                 runtime = tg.create_task(self.runtime.run(), name="node-runtime")
                 tg.create_task(run_world(stop), name="world")
                 gc = tg.create_task(self.collect_identities(), name="identity-gc")
+                services = tg.create_task(
+                    ServiceControllers(self.store).run(), name="service-controllers"
+                )
                 await world_ready()
                 self.ready = True
                 self.write_state()
@@ -272,6 +276,7 @@ class Supervisor:
                 informer.cancel()
                 runtime.cancel()
                 gc.cancel()
+                services.cancel()
                 await self.runtime.shutdown()
                 self.stopping = True
                 for proc in self.agents.values():

@@ -39,6 +39,18 @@ WORLD_PREFIXES = ("198.51.100.0/24", "203.0.113.0/24")
 WORLD_SOURCE_IP = WORLD_ADDRESSES[0]  # what `axoneme probe world ...` sends from
 WORLD_PORTS = ("80/TCP", "53/UDP", "8080/TCP", "5353/UDP", "80/SCTP", "8080/SCTP")
 
+# Services: cluster IPs come from SERVICE_CIDR (kube-apiserver's customary
+# range, apart from the pod CIDR and the underlay); LoadBalancer services get
+# their status.loadBalancer.ingress from LB_IP_POOL (a documentation range,
+# RFC 5737, like the world's); node ports from Kubernetes' default range.
+SERVICE_CIDR = "10.96.0.0/16"
+LB_IP_POOL = "192.0.2.0/24"
+NODE_PORT_RANGE = (30000, 32767)
+# Each node's pods run in this node's own cgroup v2 subtree, and the node's
+# agent attaches its socket load balancer there (on a real node: the root).
+CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")
+CGROUP_ROOT = CGROUP2_ROOT / "axoneme-lab"
+
 
 @dataclass(frozen=True)
 class LabConfig:
@@ -61,6 +73,9 @@ class LabConfig:
             raise ValueError(f"--pod-cidr: {exc}") from exc
         if net.version != 4:
             raise ValueError("--pod-cidr: only IPv4 is supported in the lab today")
+        for what, other in (("service CIDR", SERVICE_CIDR), ("underlay", str(UNDERLAY))):
+            if net.overlaps(ipaddress.ip_network(other)):
+                raise ValueError(f"--pod-cidr: {net} overlaps the lab's {what} {other}")
         if not net.prefixlen <= self.pod_cidr_mask <= 30:
             raise ValueError(
                 f"--pod-cidr-mask: {self.pod_cidr_mask} must be between {net.prefixlen} and 30"
@@ -141,6 +156,11 @@ BPF_PIN_ROOT = Path("/sys/fs/bpf/axoneme-lab")
 def bpf_pin_dir(plan: NodePlan) -> Path:
     """Where a lab node's agent pins its maps and programs (bpffs is machine-wide)."""
     return BPF_PIN_ROOT / plan.name
+
+
+def node_cgroup(plan: NodePlan) -> Path:
+    """The cgroup v2 directory holding a lab node's pod processes."""
+    return CGROUP_ROOT / plan.name
 
 
 def state_file() -> Path:

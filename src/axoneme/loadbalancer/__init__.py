@@ -1,0 +1,1 @@
+"""Service load balancing: EndpointSlice computation, backend selection, LB desired state."""
