@@ -23,6 +23,7 @@ class AgentConfig:
     policy_enforcement: str = "default"  # default | always | never
     policy_audit_mode: bool = False
     allow_localhost: bool = True
+    lease_ttl: int = 15  # seconds: how long a dead node's entries outlive it
 
 
 def parse_args(argv: list[str] | None = None) -> AgentConfig:
@@ -63,10 +64,18 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         default="auto",
         help="auto: the node always reaches its endpoints; policy: as policy says",
     )
+    p.add_argument(
+        "--lease-ttl",
+        type=int,
+        default=15,
+        help="seconds the node's store entries outlive the agent (node lease TTL)",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ns = p.parse_args(argv)
     if not ns.store.startswith(("http://", "unix:", "embedded:")):
         p.error(f"--store: {ns.store!r} must be http://HOST:PORT, unix:PATH or embedded:PATH")
+    if not 2 <= ns.lease_ttl <= 3600:
+        p.error(f"--lease-ttl: {ns.lease_ttl} must be between 2 and 3600 seconds")
     return AgentConfig(
         node=ns.node,
         store=ns.store,
@@ -78,4 +87,5 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         policy_enforcement=ns.policy_enforcement,
         policy_audit_mode=ns.policy_audit_mode,
         allow_localhost=ns.allow_localhost == "auto",
+        lease_ttl=ns.lease_ttl,
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from axoneme.agent import nodelease
 from axoneme.agent.api import build_app
 from axoneme.agent.config import AgentConfig, parse_args
 from axoneme.agent.enforcement import Enforcement
@@ -38,6 +39,7 @@ from axoneme.ipam.hostscope import IPAMError
 from axoneme.k8s.objects import parse_node
 from axoneme.store.etcd import EtcdStore
 from axoneme.store.informer import run_cluster_informer, run_informer
+from axoneme.store.leased import LeasedStore
 from axoneme.store.memory import MemoryStore
 from axoneme.store.types import Key, Store, StoreError
 
@@ -85,7 +87,8 @@ async def serve_unix(app: web.Application, path: Path) -> web.AppRunner:
 
 
 async def run(config: AgentConfig) -> int:
-    store = open_store(config.store)
+    # Node-owned entries (node entry, endpoints) are written under the node lease.
+    store = LeasedStore(open_store(config.store), nodelease.node_owned)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -207,7 +210,7 @@ def components() -> list[Component]:
     """
     from axoneme.agent import metrics
 
-    return [metrics.run]
+    return [metrics.run, nodelease.run]
 
 
 def read_events(
