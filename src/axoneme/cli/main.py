@@ -16,7 +16,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     lab = sub.add_parser("lab", help="build, inspect or remove the local multi-node lab")
-    lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="up|down|status")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="up|down|status|etcd")
     up = lab_sub.add_parser("up", help="build a lab and start its agents and store")
     up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
     up.add_argument("--pod-cidr", default="10.42.0.0/16", help="cluster pod CIDR")
@@ -32,8 +32,27 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="report would-be policy drops as AUDIT instead of dropping",
     )
+    up.add_argument(
+        "--routing-mode",
+        choices=["tunnel", "native"],
+        default="native",
+        help="between nodes: VXLAN with the identity in the VNI, or kernel routes (default native)",
+    )
+    up.add_argument(
+        "--host-routing",
+        choices=["bpf", "legacy"],
+        default="legacy",
+        help="bpf: the datapath forwards past the stack (redirect_peer/neigh); default legacy",
+    )
+    up.add_argument(
+        "--health",
+        action="store_true",
+        help="health endpoints on every node and probes between nodes (cilium-health)",
+    )
     lab_sub.add_parser("down", help="remove everything the lab created")
     lab_sub.add_parser("status", help="nodes, agents and store health")
+    lab_etcd = lab_sub.add_parser("etcd", help="stop or start the lab's etcd (an outage on demand)")
+    lab_etcd.add_argument("action", choices=["stop", "start"])
 
     apply = sub.add_parser("apply", help="create or update resources from a manifest")
     apply.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
@@ -166,6 +185,9 @@ def _lab(args: argparse.Namespace) -> int:
             args.pod_cidr_mask,
             args.policy_enforcement,
             args.policy_audit_mode,
+            health=args.health,
+            routing_mode=args.routing_mode,
+            host_routing=args.host_routing,
         )
         try:
             config.validate()
@@ -186,6 +208,13 @@ def _lab(args: argparse.Namespace) -> int:
         left = control.leftovers()
         if not left.empty:
             raise CLIError(f"could not remove: {left}")
+        return 0
+    if args.lab_command == "etcd":
+        try:
+            control.etcd_control(args.action)
+        except control.LabError as exc:
+            raise CLIError(str(exc)) from exc
+        print(f"etcd {'stopped' if args.action == 'stop' else 'started'}")
         return 0
     return _lab_status(control)
 

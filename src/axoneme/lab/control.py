@@ -169,6 +169,11 @@ def up(config: LabConfig, timeout: float = 90.0) -> dict[str, Any]:
                     "--policy-enforcement",
                     config.policy_enforcement,
                     *(["--policy-audit-mode"] if config.policy_audit_mode else []),
+                    *(["--health"] if config.health else []),
+                    "--routing-mode",
+                    config.routing_mode,
+                    "--host-routing",
+                    config.host_routing,
                 ],
                 stdout=log,
                 stderr=log,
@@ -201,6 +206,22 @@ def _log_tails(chars: int = 1500) -> str:
         with contextlib.suppress(OSError):
             parts.append(f"--- {log}\n{log.read_text()[-chars:]}")
     return "\n".join(parts)
+
+
+def etcd_control(action: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Stop or start the lab's etcd through the supervisor (an outage on demand)."""
+    if action not in ("stop", "start"):
+        raise LabError(f"etcd action: {action!r} is not stop or start")
+    state = require_state()
+    os.kill(int(state["supervisorPid"]), signal.SIGUSR1 if action == "stop" else signal.SIGUSR2)
+    want = action == "start"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = require_state()
+        if bool(state.get("store", {}).get("running")) == want:
+            return state
+        time.sleep(0.05)
+    raise LabError(f"etcd did not {action} within {timeout:.0f}s\n{_log_tails()}")
 
 
 def require_state() -> dict[str, Any]:

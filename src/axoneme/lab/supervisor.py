@@ -25,11 +25,13 @@ from axoneme.kit.files import atomic_write_text
 from axoneme.lab.runtime import NodeRuntime
 from axoneme.lab.services import ServiceControllers
 from axoneme.lab.topology import (
+    AGENT_METRICS_PORT,
     ENV_MARK,
     ETCD_CLIENT_PORT,
     ETCD_UNIX_NAME,
     LAB_DIR,
     LAB_NETNS,
+    OBSERVER_PORT,
     STORE_IP,
     LabConfig,
     NodePlan,
@@ -71,6 +73,11 @@ def agent_args(plan: NodePlan, config: LabConfig) -> list[str]:
         "--policy-enforcement",
         config.policy_enforcement,
         *(["--policy-audit-mode"] if config.policy_audit_mode else []),
+        *(health_args(plan) if config.health else []),
+        "--routing-mode",
+        config.routing_mode,
+        "--host-routing",
+        config.host_routing,
         "--node",
         plan.name,
         "--store",
@@ -81,6 +88,22 @@ def agent_args(plan: NodePlan, config: LabConfig) -> list[str]:
         str(plan.socket),
         "--bpf-pin-dir",
         str(bpf_pin_dir(plan)),
+        "--hubble-socket-path",
+        str(plan.observer_socket),
+        "--hubble-listen-address",
+        f"{plan.ip}:{OBSERVER_PORT}",
+        "--prometheus-serve-addr",
+        f"{plan.ip}:{AGENT_METRICS_PORT}",
+    ]
+
+
+def health_args(plan: NodePlan) -> list[str]:
+    # Fast probes and a short window: the lab shows loss within seconds of it starting.
+    return [
+        "--enable-health-checking",
+        f"--health-netns={plan.netns}-health",
+        "--health-interval=0.5",
+        "--health-window=20",
     ]
 
 
@@ -95,6 +118,8 @@ class Supervisor:
         self.store: Store = EtcdStore(f"unix:{store_unix_path()}")
         self.runtime = NodeRuntime(self.store, self.plans)
         self.ready = False
+        # "stop" / "start" requests for etcd (SIGUSR1 / SIGUSR2): outage tests.
+        self.etcd_requests: asyncio.Queue[str] = asyncio.Queue()
 
     def write_state(self) -> None:
         state = {
@@ -105,6 +130,7 @@ class Supervisor:
                 "unix": str(store_unix_path()),
                 "url": store_url_for_nodes(),
                 "pid": self.etcd.pid if self.etcd else None,
+                "running": self.etcd is not None and self.etcd.returncode is None,
             },
             "nodes": [
                 {
@@ -159,6 +185,31 @@ class Supervisor:
                 break
             await asyncio.sleep(0.1)
         raise RuntimeError(f"etcd did not come up (see {LAB_DIR / 'etcd.log'})")
+
+    async def stop_etcd(self) -> None:
+        if self.etcd is not None and self.etcd.returncode is None:
+            self.etcd.terminate()
+            try:
+                await asyncio.wait_for(self.etcd.wait(), timeout=5)
+            except TimeoutError:
+                self.etcd.kill()
+                await self.etcd.wait()
+
+    async def control_etcd(self) -> None:
+        """Stop or start etcd on request (``axoneme lab etcd stop|start``), for outage tests."""
+        while True:
+            action = await self.etcd_requests.get()
+            running = self.etcd is not None and self.etcd.returncode is None
+            try:
+                if action == "stop" and running:
+                    await self.stop_etcd()
+                    log.warning("etcd stopped on request")
+                elif action == "start" and not running:
+                    await self.start_etcd()
+                    log.info("etcd started on request")
+            except RuntimeError as exc:
+                log.error("%s", exc)
+            self.write_state()
 
     async def create_system_namespaces(self) -> None:
         for name in ("default", "kube-system"):
@@ -247,6 +298,8 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, self.etcd_requests.put_nowait, "stop")
+        loop.add_signal_handler(signal.SIGUSR2, self.etcd_requests.put_nowait, "start")
         self.write_state()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -264,6 +317,7 @@ class Supervisor:
                 runtime = tg.create_task(self.runtime.run(), name="node-runtime")
                 tg.create_task(run_world(stop), name="world")
                 gc = tg.create_task(self.collect_identities(), name="identity-gc")
+                etcd_control = tg.create_task(self.control_etcd(), name="etcd-control")
                 services = tg.create_task(
                     ServiceControllers(self.store).run(), name="service-controllers"
                 )
@@ -276,6 +330,7 @@ class Supervisor:
                 informer.cancel()
                 runtime.cancel()
                 gc.cancel()
+                etcd_control.cancel()
                 services.cancel()
                 await self.runtime.shutdown()
                 self.stopping = True
@@ -312,9 +367,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pod-cidr-mask", type=int, default=24)
     p.add_argument("--policy-enforcement", default="default")
     p.add_argument("--policy-audit-mode", action="store_true")
+    p.add_argument("--health", action="store_true")
+    p.add_argument("--routing-mode", default="native")
+    p.add_argument("--host-routing", default="legacy")
     ns = p.parse_args(argv)
     config = LabConfig(
-        ns.nodes, ns.pod_cidr, ns.pod_cidr_mask, ns.policy_enforcement, ns.policy_audit_mode
+        ns.nodes,
+        ns.pod_cidr,
+        ns.pod_cidr_mask,
+        ns.policy_enforcement,
+        ns.policy_audit_mode,
+        health=ns.health,
+        routing_mode=ns.routing_mode,
+        host_routing=ns.host_routing,
     )
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
