@@ -53,6 +53,11 @@ def build_app(service: AgentService, hub: EventHub | None = None) -> web.Applica
     async def policy(_: web.Request) -> web.Response:
         return web.json_response(service.policy_status())
 
+    async def health(_: web.Request) -> web.Response:
+        if service.health is None:
+            raise web.HTTPNotFound(reason="health checking is not enabled on this agent")
+        return web.json_response(service.health())
+
     async def monitor(request: web.Request) -> web.StreamResponse:
         if hub is None:
             raise web.HTTPNotFound(reason="this agent has no datapath events")
@@ -75,6 +80,7 @@ def build_app(service: AgentService, hub: EventHub | None = None) -> web.Applica
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/endpoints", endpoints)
     app.router.add_get("/v1/policy", policy)
+    app.router.add_get("/v1/health", health)
     app.router.add_get("/v1/monitor", monitor)
     app.router.add_post("/v1/cni/{command}", cni)
     return app

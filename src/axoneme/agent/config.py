@@ -12,6 +12,18 @@ DEFAULT_BPF_PIN_DIR = Path("/sys/fs/bpf/axoneme")
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """Cilium's health checking: a health endpoint on this node, probes to every node."""
+
+    enabled: bool = False
+    netns: str = "axoneme-health"  # the health endpoint's named network namespace
+    interval: float = 1.0  # seconds between probe rounds
+    window: int = 30  # probes per path the statistics cover
+    loss_threshold: float = 0.05  # alert above this loss ratio
+    jitter_threshold: float = 0.02  # alert above this jitter, seconds
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     node: str
     store: str  # "http://host:port" (etcd) or "embedded:/path/to/file.json"
@@ -24,6 +36,7 @@ class AgentConfig:
     policy_audit_mode: bool = False
     allow_localhost: bool = True
     lease_ttl: int = 15  # seconds: how long a dead node's entries outlive it
+    health: HealthConfig = HealthConfig()
 
 
 def parse_args(argv: list[str] | None = None) -> AgentConfig:
@@ -70,12 +83,35 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         default=15,
         help="seconds the node's store entries outlive the agent (node lease TTL)",
     )
+    p.add_argument(
+        "--enable-health-checking",
+        action="store_true",
+        help="run a health endpoint and probe every node (as cilium-health)",
+    )
+    p.add_argument("--health-netns", default="axoneme-health", help="health endpoint netns name")
+    p.add_argument("--health-interval", type=float, default=1.0, help="seconds between probes")
+    p.add_argument("--health-window", type=int, default=30, help="probes per path in the stats")
+    p.add_argument("--health-loss-threshold", type=float, default=0.05, help="loss ratio alert")
+    p.add_argument(
+        "--health-jitter-threshold", type=float, default=0.02, help="jitter alert, seconds"
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ns = p.parse_args(argv)
     if not ns.store.startswith(("http://", "unix:", "embedded:")):
         p.error(f"--store: {ns.store!r} must be http://HOST:PORT, unix:PATH or embedded:PATH")
     if not 2 <= ns.lease_ttl <= 3600:
         p.error(f"--lease-ttl: {ns.lease_ttl} must be between 2 and 3600 seconds")
+    health = HealthConfig(
+        enabled=ns.enable_health_checking,
+        netns=ns.health_netns,
+        interval=ns.health_interval,
+        window=ns.health_window,
+        loss_threshold=ns.health_loss_threshold,
+        jitter_threshold=ns.health_jitter_threshold,
+    )
+    problem = health_problem(health)
+    if problem:
+        p.error(problem)
     return AgentConfig(
         node=ns.node,
         store=ns.store,
@@ -88,4 +124,20 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         policy_audit_mode=ns.policy_audit_mode,
         allow_localhost=ns.allow_localhost == "auto",
         lease_ttl=ns.lease_ttl,
+        health=health,
     )
+
+
+def health_problem(h: HealthConfig) -> str | None:
+    """What is wrong with the health flags (naming the flag), or None."""
+    if not h.netns or "/" in h.netns or h.netns in (".", ".."):
+        return f"--health-netns: {h.netns!r} is not a namespace name"
+    if not 0.05 <= h.interval <= 3600:
+        return f"--health-interval: {h.interval} is not between 0.05 and 3600 seconds"
+    if not 2 <= h.window <= 10000:
+        return f"--health-window: {h.window} is not between 2 and 10000"
+    if not 0.0 <= h.loss_threshold <= 1.0:
+        return f"--health-loss-threshold: {h.loss_threshold} is not a ratio in [0, 1]"
+    if not 0.0 < h.jitter_threshold <= 60:
+        return f"--health-jitter-threshold: {h.jitter_threshold} is not in (0, 60] seconds"
+    return None

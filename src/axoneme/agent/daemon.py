@@ -208,9 +208,9 @@ def components() -> list[Component]:
     cancelled then); a component that fails stops the agent. Imported here so
     each stays in its own module and the core knows none of them.
     """
-    from axoneme.agent import metrics
+    from axoneme.agent import health, metrics
 
-    return [metrics.run, nodelease.run]
+    return [metrics.run, nodelease.run, health.run]
 
 
 def read_events(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,8 @@ class AgentService:
         # block, and the manager's state file must be written in order.
         self._lock = asyncio.Lock()
         self._started = time.monotonic()
+        # The health checker's report (agent/health.py), while it runs.
+        self.health: Callable[[], dict[str, Any]] | None = None
 
     def endpoints(self) -> list[Endpoint]:
         return self._manager.endpoints()
@@ -176,6 +179,7 @@ class AgentService:
             },
             "uptimeSeconds": round(time.monotonic() - self._started, 1),
             "policy": self.policy_status(),
+            "health": self.health() if self.health is not None else None,
         }
 
     def endpoint_view(self) -> list[dict[str, Any]]:

@@ -6,7 +6,9 @@ from typing import Any
 
 from axoneme.api.client import AgentAPIError, AgentClient, AgentUnavailableError
 from axoneme.cli.context import AgentRef
+from axoneme.cli.health import health_lines
 from axoneme.cli.output import table
+from axoneme.identity.reserved import HEALTH
 
 
 def _ask(ref: AgentRef, path: str) -> Any:
@@ -32,6 +34,7 @@ def status_text(refs: list[AgentRef], verbose: bool) -> tuple[str, bool]:
             _policy_line(s.get("policy", {})),
             "Routing:    Network: Native (kernel routes between nodes)   Host: Legacy",
             f"Uptime:     {s['uptimeSeconds']}s",
+            *health_lines(s.get("health"), verbose),
         ]
         if verbose:
             lines.append(f"Router IP:  {s['routerIP']}")
@@ -83,6 +86,8 @@ def endpoint_rows(refs: list[AgentRef]) -> tuple[str, bool]:
 
 
 def _labels(ep: dict[str, Any]) -> list[str]:
+    if ep["identity"] == HEALTH:
+        return ["reserved:health"]  # the node's health endpoint, as Cilium lists it
     labels = [f"k8s:{k}={v}" for k, v in sorted(ep["labels"].items())]
     if ep["namespace"]:
         labels.append(f"k8s:io.kubernetes.pod.namespace={ep['namespace']}")

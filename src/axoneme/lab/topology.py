@@ -59,6 +59,7 @@ class LabConfig:
     pod_cidr_mask: int = 24
     policy_enforcement: str = "default"  # default | always | never, as Cilium's enable-policy
     policy_audit_mode: bool = False
+    health: bool = False  # health endpoints and probes between nodes (agent health checking)
 
     def validate(self) -> None:
         if self.policy_enforcement not in ("default", "always", "never"):

@@ -1,0 +1,1 @@
+"""Network health: probes between nodes and to each node's health endpoint (cilium-health)."""
