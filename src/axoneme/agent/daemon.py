@@ -208,9 +208,9 @@ def components() -> list[Component]:
     cancelled then); a component that fails stops the agent. Imported here so
     each stays in its own module and the core knows none of them.
     """
-    from axoneme.agent import health, metrics
+    from axoneme.agent import health, loadbalancer, metrics
 
-    return [metrics.run, nodelease.run, health.run]
+    return [metrics.run, nodelease.run, health.run, loadbalancer.run]
 
 
 def read_events(
