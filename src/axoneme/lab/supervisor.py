@@ -36,7 +36,6 @@ from axoneme.lab.topology import (
     LabConfig,
     NodePlan,
     bpf_pin_dir,
-    node_cgroup,
     node_plans,
     state_file,
     store_unix_path,
@@ -89,8 +88,6 @@ def agent_args(plan: NodePlan, config: LabConfig) -> list[str]:
         str(plan.socket),
         "--bpf-pin-dir",
         str(bpf_pin_dir(plan)),
-        "--cgroup-root",
-        str(node_cgroup(plan)),
         "--hubble-socket-path",
         str(plan.observer_socket),
         "--hubble-listen-address",
@@ -308,8 +305,6 @@ class Supervisor:
             async with asyncio.TaskGroup() as tg:
                 await self.start_etcd()
                 await self.register_nodes()
-                for plan in self.plans:  # each node's pods and socket LB (topology.py)
-                    node_cgroup(plan).mkdir(parents=True, exist_ok=True)
                 await self.create_system_namespaces()
                 agents = [
                     tg.create_task(self.run_agent(p), name=f"agent-{p.name}") for p in self.plans

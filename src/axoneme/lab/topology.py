@@ -114,6 +114,10 @@ class NodePlan:
     def log(self) -> Path:
         return self.dir / "agent.log"
 
+    @property
+    def observer_socket(self) -> Path:
+        return self.dir / "hubble.sock"
+
 
 def node_plans(config: LabConfig) -> list[NodePlan]:
     cidrs = ipaddress.ip_network(config.pod_cidr).subnets(new_prefix=config.pod_cidr_mask)
@@ -174,3 +178,19 @@ def world_log() -> Path:
 
 def world_state_file() -> Path:
     return LAB_DIR / "world.json"
+
+
+# Flow observability: each agent's observer (gRPC) and /metrics on its
+# underlay address, the relay on the lab namespace's (as Hubble and Cilium).
+OBSERVER_PORT = 4244
+AGENT_METRICS_PORT = 9962
+RELAY_PORT = 4245
+RELAY_METRICS_PORT = 9966
+
+
+def relay_socket() -> Path:
+    return LAB_DIR / "relay.sock"
+
+
+def relay_log() -> Path:
+    return LAB_DIR / "relay.log"
