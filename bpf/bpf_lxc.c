@@ -3,16 +3,19 @@
  * The pod endpoint programs, attached to the host side of each pod's veth
  * (docs/datapath.md, "Programs"):
  *
- *   from_container  tc ingress: packets leaving the pod  -> egress policy
+ *   from_container  tc ingress: packets leaving the pod  -> egress policy, then
+ *                   forwarding (local delivery, tunnel, FIB) or the stack
  *   to_container    tc egress:  packets entering the pod -> ingress policy
  *
  * One object is loaded per node; both programs find their endpoint by the
  * veth's ifindex in axo_lxc, so attaching a new pod needs no compile or load.
  * Per packet: parse -> conntrack (established and replies pass) -> on a new
- * connection, ipcache + policy -> conntrack entry or drop -> events.
+ * connection, ipcache + policy -> conntrack entry or drop -> events
+ * (lib/enforce.h).
  *
- * Verdicts are TC_ACT_OK (let the kernel route the packet) or TC_ACT_SHOT.
- * Interfaces that are not endpoints, non-IPv4 and non-first fragments pass.
+ * Verdicts are TC_ACT_OK (let the kernel route the packet), TC_ACT_SHOT or a
+ * redirect. Interfaces that are not endpoints, non-IPv4 and non-first
+ * fragments pass.
  */
 #include <stdbool.h>
 #include <linux/bpf.h>
@@ -20,45 +23,60 @@
 #include <bpf/bpf_helpers.h>
 
 #include "axoneme.h"
-#include "lib/conntrack.h"
 #include "lib/drop.h"
-#include "lib/events.h"
+#include "lib/enforce.h"
+#include "lib/forward.h"
 #include "lib/ipcache.h"
+#include "lib/lxc.h"
 #include "lib/parse.h"
-#include "lib/policy.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u32); /* ifindex of the host-side veth */
-	__type(value, struct lxc_info);
-	__uint(max_entries, LXC_MAP_SIZE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} axo_lxc SEC(".maps");
-
-/* Drop with reason code ret (negative DROP_*): DROP event, counter, SHOT.
- * Not inlined: drops are the slow path, and as a subprogram its prototype
- * puts struct event into the object's BTF, which the layout test reads. */
-static __noinline int drop_packet(struct event *e, int ret)
+/* After the sender's egress policy allowed f: where does the packet go?
+ * A local endpoint (host routing bpf): its ingress policy inline, then
+ * redirect_peer. A remote endpoint: the tunnel (tunnel mode) or a FIB
+ * redirect (native, host routing bpf). Everything else: the stack. */
+static __always_inline int forward(struct __sk_buff *skb, const struct lxc_info *ep,
+				   const struct flow *f)
 {
-	__u16 reason = (__u16)-ret;
+	const struct datapath_config *cfg = datapath_config();
+	const struct ipcache_value *remote;
+	const struct lxc_info *dst;
+	__u32 dst_ifindex = 0;
+	int ret;
 
-	metric_add(reason, e->len);
-	event_send(e, EVENT_DROP, VERDICT_DROPPED, reason);
-	return TC_ACT_SHOT;
+	if (!cfg || !cfg->flags)
+		return TC_ACT_OK;
+	if (cfg->flags & CFG_HOST_ROUTING_BPF) {
+		dst = lxc_by_ip(f->daddr, &dst_ifindex);
+		if (dst) {
+			if (enforce(dst, dst_ifindex, DIR_INGRESS, f, skb->len, ep->identity))
+				return TC_ACT_SHOT;
+			ret = redirect_local(skb, dst, dst_ifindex);
+			if (ret < 0)
+				return drop_early(dst, DIR_INGRESS, f, dst_ifindex, skb->len,
+						  dst->identity, ret);
+			return ret;
+		}
+	}
+	remote = ipcache_lookup(f->daddr);
+	if (!remote || !remote->tunnel_ip)
+		return TC_ACT_OK;
+	if (cfg->flags & CFG_TUNNEL)
+		ret = redirect_tunnel(skb, remote->tunnel_ip, ep->identity, cfg->tunnel_ifindex);
+	else if (cfg->flags & CFG_HOST_ROUTING_BPF)
+		ret = redirect_fib(skb, f->saddr, f->daddr);
+	else
+		return TC_ACT_OK;
+	if (ret < 0)
+		return drop_early(ep, DIR_EGRESS, f, skb->ifindex, skb->len, ep->identity, ret);
+	return ret;
 }
 
-static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+SEC("tc")
+int from_container(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
 	const struct lxc_info *ep;
-	struct policy_decision d;
-	struct ct_value *ct;
 	struct flow f = {};
-	struct event e;
-	__u32 peer_ip, peer_identity;
-	__u8 ct_state;
-	__u64 now;
 	int ret;
 
 	ep = bpf_map_lookup_elem(&axo_lxc, &ifindex);
@@ -67,57 +85,38 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	ret = parse_ipv4(skb, &f);
 	if (ret == PARSE_PASS)
 		return TC_ACT_OK;
-	event_init(&e, ep, dir, &f, ifindex, skb->len);
-	if (ret < 0) {
-		event_identities(&e, dir, ep->identity, 0);
-		return drop_packet(&e, ret);
-	}
-
-	peer_ip = dir == DIR_EGRESS ? f.daddr : f.saddr;
-	now = bpf_ktime_get_ns();
-	ct = ct_lookup(&f, dir, now, &ct_state);
-	if (ct) {
-		if (ct_update(ct, ct_state, &f, now, skb->len)) {
-			/* The peer's identity is only needed for the event. */
-			event_identities(&e, dir, ep->identity, ipcache_identity(peer_ip));
-			e.ct_state = ct_state;
-			event_send(&e, EVENT_TRACE, VERDICT_FORWARDED, 0);
-		}
-		return TC_ACT_OK;
-	}
-
-	/* A new connection: decide it. */
-	peer_identity = ipcache_identity(peer_ip);
-	event_identities(&e, dir, ep->identity, peer_identity);
-	e.ct_state = CT_NEW;
-	policy_check(ep, dir, peer_identity, peer_ip, f.proto, f.dport, &d);
-	e.cookie = d.cookie;
-	if (d.verdict == VERDICT_DROPPED) {
-		event_send(&e, EVENT_POLICY_VERDICT, VERDICT_DROPPED, (__u16)-d.drop);
-		return drop_packet(&e, d.drop);
-	}
-	ret = ct_create(&f, dir, dir == DIR_EGRESS ? ep->identity : peer_identity, ep->ep_id, now,
-			skb->len);
-	if (ret < 0) {
-		/* Policy allowed it, but without an entry the reply would be
-		 * judged as a new connection: drop, as Cilium does. */
-		return drop_packet(&e, ret);
-	}
-	event_send(&e, EVENT_POLICY_VERDICT, d.verdict, (__u16)-d.drop);
-	event_send(&e, EVENT_TRACE, VERDICT_FORWARDED, 0);
-	return TC_ACT_OK;
-}
-
-SEC("tc")
-int from_container(struct __sk_buff *skb)
-{
-	return handle(skb, DIR_EGRESS);
+	if (ret < 0)
+		return drop_early(ep, DIR_EGRESS, &f, ifindex, skb->len, ep->identity, ret);
+	/* A pod sends only from its own address: a forged source would borrow
+	 * another endpoint's identity wherever the receiver trusts addresses. */
+	if (ep->ipv4 && f.saddr != ep->ipv4)
+		return drop_early(ep, DIR_EGRESS, &f, ifindex, skb->len, ep->identity,
+				  DROP_INVALID_SOURCE_IP);
+	if (enforce(ep, ifindex, DIR_EGRESS, &f, skb->len, 0))
+		return TC_ACT_SHOT;
+	return forward(skb, ep, &f);
 }
 
 SEC("tc")
 int to_container(struct __sk_buff *skb)
 {
-	return handle(skb, DIR_INGRESS);
+	__u32 ifindex = skb->ifindex;
+	const struct lxc_info *ep;
+	struct flow f = {};
+	int ret;
+
+	ep = bpf_map_lookup_elem(&axo_lxc, &ifindex);
+	if (!ep)
+		return TC_ACT_OK;
+	ret = parse_ipv4(skb, &f);
+	if (ret == PARSE_PASS)
+		return TC_ACT_OK;
+	if (ret < 0)
+		return drop_early(ep, DIR_INGRESS, &f, ifindex, skb->len, ep->identity, ret);
+	/* From the overlay through the stack: the VNI's identity, not the address's. */
+	if (enforce(ep, ifindex, DIR_INGRESS, &f, skb->len, identity_from_mark(skb->mark)))
+		return TC_ACT_SHOT;
+	return TC_ACT_OK;
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

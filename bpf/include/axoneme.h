@@ -64,16 +64,35 @@
 #define CT_MAP_SIZE 262144
 #define EVENTS_RING_SIZE (4U << 20)
 #define METRICS_MAP_SIZE 256
+#define LXC_IP_MAP_SIZE 65536
 
-/* axo_lxc value, keyed by the host-side veth's ifindex. 24 bytes: four
- * __u32 then the MAC padded to a 4-byte multiple, no implicit padding. */
+/* datapath_config.flags (docs/datapath.md, "Routing") */
+#define CFG_HOST_ROUTING_BPF (1U << 0) /* local delivery by redirect_peer, remote by redirect_neigh */
+#define CFG_TUNNEL (1U << 1)	       /* remote pods through the VXLAN device, identity in the VNI */
+
+/* axo_config value (ARRAY, one entry at key 0). 16 bytes. All zero = the
+ * kernel stack routes everything (what a datapath without an agent config does). */
+struct datapath_config {
+	__u32 flags;	      /* host order: CFG_* */
+	__u32 tunnel_ifindex; /* host order: the VXLAN (collect_md) device */
+	__u32 pad[2];
+};
+
+/* skb->mark set by from_overlay: the source identity read from the VNI, for
+ * to_container when the packet goes through the stack (Cilium's MARK_MAGIC_IDENTITY). */
+#define MARK_MAGIC_IDENTITY 0x0F00
+#define MARK_MAGIC_MASK 0x0F00
+
+/* axo_lxc value, keyed by the host-side veth's ifindex. 32 bytes: four
+ * __u32 then both MACs padded to a 4-byte multiple, no implicit padding. */
 struct lxc_info {
 	__u32 ep_id;	/* host order; policy maps carry it as __u16 */
 	__u32 identity; /* host order: the endpoint's own security identity */
 	__u32 ipv4;	/* NBO */
 	__u32 flags;	/* host order: LXC_F_* */
-	__u8 mac[6];	/* the pod-side MAC (not used by the programs yet) */
-	__u8 pad[2];
+	__u8 mac[6];	  /* the pod-side MAC: destination of local delivery */
+	__u8 host_mac[6]; /* the host-side veth's MAC: source of local delivery */
+	__u8 pad[4];
 };
 
 /* axo_ipcache key: an IPv4 prefix. 8 bytes; prefixlen 0..32 counts the

@@ -10,8 +10,11 @@
 #ifndef AXONEME_LIB_DROP_H
 #define AXONEME_LIB_DROP_H
 
+#define DROP_INVALID_SOURCE_IP (-132)		/* Invalid source ip */
 #define DROP_POLICY_DENIED (-133)		/* Policy denied */
 #define DROP_INVALID_PACKET_DROPPED (-134)	/* Invalid packet */
+#define DROP_ERROR_WRITING_TO_PACKET (-141)	/* Error writing to packet */
+#define DROP_ERROR_RETRIEVING_TUNNEL_KEY (-147)	/* Error retrieving tunnel key */
 #define DROP_CT_MAP_INSERTION_FAILED (-155)	/* CT: Map insertion failed */
 #define DROP_POLICY_DENY (-181)		/* Policy denied by denylist */
 

@@ -17,11 +17,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } axo_ipcache SEC(".maps");
 
+/* The longest prefix's entry for ip (NBO), or NULL. */
+static __always_inline const struct ipcache_value *ipcache_lookup(__u32 ip)
+{
+	struct ipcache_key key = { .prefixlen = 32, .ip = ip };
+
+	return bpf_map_lookup_elem(&axo_ipcache, &key);
+}
+
 /* Identity of the longest prefix holding ip (NBO); world when none does. */
 static __always_inline __u32 ipcache_identity(__u32 ip)
 {
-	struct ipcache_key key = { .prefixlen = 32, .ip = ip };
-	struct ipcache_value *v = bpf_map_lookup_elem(&axo_ipcache, &key);
+	const struct ipcache_value *v = ipcache_lookup(ip);
 
 	return v ? v->identity : IDENTITY_WORLD;
 }

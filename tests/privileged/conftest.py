@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.privileged)
 
 
+def lab_config(nodes: int = 2) -> LabConfig:
+    """The lab config of the suite; ``AXONEME_TEST_ROUTING=MODE/HOST`` (e.g.
+    ``native/legacy``) runs every lab test in another routing mode."""
+    mode, _, host = os.environ.get("AXONEME_TEST_ROUTING", "").partition("/")
+    defaults = LabConfig()
+    return LabConfig(
+        nodes=nodes,
+        routing_mode=mode or defaults.routing_mode,
+        host_routing=host or defaults.host_routing,
+    )
+
+
 def lab_down_clean() -> None:
     control.down()
     left = control.leftovers()
@@ -27,7 +40,7 @@ def lab_down_clean() -> None:
 def lab(lab_lock: None) -> Iterator[dict[str, Any]]:
     """A 2-node lab for the module; removed afterwards with nothing left behind."""
     control.down(grace=5.0)  # a lab left running (by hand or a crash) is replaced
-    state = control.up(LabConfig(nodes=2))
+    state = control.up(lab_config())
     try:
         yield state
     finally:

@@ -22,11 +22,12 @@ from axoneme.datapath.linux.maps import (
 
 def test_lxc_info_bytes() -> None:
     info = LxcInfo(7, 1001, "10.0.0.5", lxc_flags(ingress_enforced=True, egress_audit=True),
-                   "02:aa:bb:cc:dd:ee")  # fmt: skip
+                   "02:aa:bb:cc:dd:ee", "02:11:22:33:44:55")  # fmt: skip
     raw = info.pack()
     assert raw == (
         (7).to_bytes(4, "little") + (1001).to_bytes(4, "little") + bytes([10, 0, 0, 5])
-        + (9).to_bytes(4, "little") + bytes.fromhex("02aabbccddee") + bytes(2)
+        + (9).to_bytes(4, "little") + bytes.fromhex("02aabbccddee")
+        + bytes.fromhex("021122334455") + bytes(4)
     )  # fmt: skip
     assert LxcInfo.unpack(raw) == info
     assert info.enforced(INGRESS) and not info.enforced(EGRESS)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-from axoneme.observer import config as observer_config
 
 DEFAULT_SOCKET = Path("/var/run/axoneme/agent.sock")
 DEFAULT_STATE_DIR = Path("/var/lib/axoneme")
@@ -38,9 +36,6 @@ class AgentConfig:
     policy_audit_mode: bool = False
     allow_localhost: bool = True
     lease_ttl: int = 15  # seconds: how long a dead node's entries outlive it
-    observer: observer_config.ObserverConfig = field(
-        default_factory=observer_config.ObserverConfig
-    )
     health: HealthConfig = HealthConfig()
 
 
@@ -100,13 +95,8 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     p.add_argument(
         "--health-jitter-threshold", type=float, default=0.02, help="jitter alert, seconds"
     )
-    observer_config.add_flags(p)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ns = p.parse_args(argv)
-    try:
-        observer = observer_config.from_args(ns)
-    except ValueError as exc:
-        p.error(str(exc))
     if not ns.store.startswith(("http://", "unix:", "embedded:")):
         p.error(f"--store: {ns.store!r} must be http://HOST:PORT, unix:PATH or embedded:PATH")
     if not 2 <= ns.lease_ttl <= 3600:
@@ -134,7 +124,6 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         policy_audit_mode=ns.policy_audit_mode,
         allow_localhost=ns.allow_localhost == "auto",
         lease_ttl=ns.lease_ttl,
-        observer=observer,
         health=health,
     )
 

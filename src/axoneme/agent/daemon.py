@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from axoneme.agent.config import AgentConfig, parse_args
 from axoneme.agent.enforcement import Enforcement
 from axoneme.agent.monitor import EventHub
 from axoneme.agent.noderoutes import NodeRoutes
+from axoneme.agent.routing import Routing
 from axoneme.agent.service import AgentService
 from axoneme.datapath import reasons
 from axoneme.datapath.events import DatapathEvent
@@ -104,7 +106,8 @@ async def run(config: AgentConfig) -> int:
         stopping.cancel()
         pod_cidr = waiting.result()
         try:
-            manager = EndpointManager(config.state_dir / "state.json", pod_cidr, NetlinkDriver())
+            driver = NetlinkDriver(mtu=Routing(config.routing_mode, config.host_routing).pod_mtu())
+            manager = EndpointManager(config.state_dir / "state.json", pod_cidr, driver)
         except IPAMError as exc:
             log.error("%s", exc)
             return 1
@@ -145,6 +148,8 @@ async def run(config: AgentConfig) -> int:
         )
         routes = NodeRoutes(config.node)
         context = AgentContext(config, store, manager, kernel, enforcement, hub, service)
+        reading = threading.Event()
+        reading.set()
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
@@ -158,15 +163,21 @@ async def run(config: AgentConfig) -> int:
                         name="cluster-informer",
                     ),
                     tg.create_task(enforcement.run(), name="regeneration"),
+                    tg.create_task(
+                        asyncio.to_thread(read_events, kernel, hub, loop, reading),
+                        name="event-reader",
+                    ),
                 ]
                 tasks += [
                     tg.create_task(component(context), name=component.__name__)
                     for component in components()
                 ]
                 await stop.wait()
+                reading.clear()
                 for task in tasks:
                     task.cancel()
         finally:
+            reading.clear()
             await runner.cleanup()
             if config.socket.is_socket():
                 config.socket.unlink()
@@ -199,10 +210,25 @@ def components() -> list[Component]:
     cancelled then); a component that fails stops the agent. Imported here so
     each stays in its own module and the core knows none of them.
     """
-    from axoneme.agent import health, metrics
-    from axoneme.observer import agent as observer
+    from axoneme.agent import health, metrics, routing
 
-    return [metrics.run, nodelease.run, health.run, observer.run]
+    return [metrics.run, nodelease.run, routing.run, health.run]
+
+
+def read_events(
+    kernel: KernelDatapath,
+    hub: EventHub,
+    loop: asyncio.AbstractEventLoop,
+    running: threading.Event,
+) -> None:
+    """The ring-buffer consumer thread: decode and hand each event to the loop."""
+    reader = kernel.dp.events()
+    try:
+        while running.is_set():
+            for event in reader.poll(100):
+                loop.call_soon_threadsafe(hub.publish, event_json(event))
+    finally:
+        reader.close()
 
 
 def event_json(event: DatapathEvent) -> dict[str, object]:

@@ -414,7 +414,12 @@ class Enforcement:
             policy_changes = await asyncio.to_thread(self._datapath.sync_policy, state)
             for ep in local:
                 entry = LxcEntry(
-                    ep.id, int(ep.identity or INIT), ep.ipv4, state.flags.get(ep.id, 0), ep.host_mac
+                    ep.id,
+                    int(ep.identity or INIT),
+                    ep.ipv4,
+                    state.flags.get(ep.id, 0),
+                    ep.pod_mac,
+                    ep.host_mac,
                 )
                 await asyncio.to_thread(self._datapath.set_endpoint, ep.host_ifindex, entry)
             ipcache_changes = await asyncio.to_thread(

@@ -44,6 +44,7 @@ class AgentService:
         self._store = store
         self._manager = manager
         self.enforcement = enforcement
+        self.routing: dict[str, str] = {}  # set by the routing component (agent/routing.py)
         # Endpoint changes run one at a time in a worker thread: netlink calls
         # block, and the manager's state file must be written in order.
         self._lock = asyncio.Lock()
@@ -179,6 +180,7 @@ class AgentService:
             },
             "uptimeSeconds": round(time.monotonic() - self._started, 1),
             "policy": self.policy_status(),
+            "routing": self.routing,
             "health": self.health() if self.health is not None else None,
         }
 

@@ -32,7 +32,7 @@ def status_text(refs: list[AgentRef], verbose: bool) -> tuple[str, bool]:
             f"IPAM:       IPv4: {s['ipam']['summary']}",
             f"Endpoints:  {s['endpoints']['ready']}/{s['endpoints']['total']} ready",
             _policy_line(s.get("policy", {})),
-            "Routing:    Network: Native (kernel routes between nodes)   Host: Legacy",
+            f"Routing:    {_routing(s)}",
             f"Uptime:     {s['uptimeSeconds']}s",
             *health_lines(s.get("health"), verbose),
         ]
@@ -105,6 +105,11 @@ def first_policy_status(refs: list[AgentRef]) -> dict[str, Any] | None:
         except (AgentUnavailableError, AgentAPIError):
             continue
     return None
+
+
+def _routing(status: dict[str, Any]) -> str:
+    summary = (status.get("routing") or {}).get("summary")
+    return str(summary) if summary else "(not configured yet)"
 
 
 def _policy_line(p: dict[str, Any]) -> str:

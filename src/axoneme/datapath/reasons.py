@@ -23,8 +23,11 @@ class DropReason:
 REASONS: dict[int, DropReason] = {
     r.code: r
     for r in (
+        DropReason(132, "INVALID_SOURCE_IP", "Invalid source ip"),
         DropReason(133, "POLICY_DENIED", "Policy denied"),
         DropReason(134, "INVALID_PACKET_DROPPED", "Invalid packet"),
+        DropReason(141, "ERROR_WRITING_TO_PACKET", "Error writing to packet"),
+        DropReason(147, "ERROR_RETRIEVING_TUNNEL_KEY", "Error retrieving tunnel key"),
         DropReason(155, "CT_MAP_INSERTION_FAILED", "CT: Map insertion failed"),
         DropReason(181, "POLICY_DENY", "Policy denied by denylist"),
     )

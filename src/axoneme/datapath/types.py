@@ -21,7 +21,8 @@ class LxcEntry:
     identity: int
     ipv4: str
     flags: int
-    mac: str
+    mac: str  # the pod's
+    host_mac: str = ""  # the host-side veth's (local delivery rewrites to these two)
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,14 @@ class LabConfig:
     policy_enforcement: str = "default"  # default | always | never, as Cilium's enable-policy
     policy_audit_mode: bool = False
     health: bool = False  # health endpoints and probes between nodes (agent health checking)
+    routing_mode: str = "native"  # tunnel | native (the agents' --routing-mode)
+    host_routing: str = "legacy"  # bpf | legacy (the agents' --host-routing)
 
     def validate(self) -> None:
+        if self.routing_mode not in ("tunnel", "native"):
+            raise ValueError(f"--routing-mode: {self.routing_mode!r} is not tunnel or native")
+        if self.host_routing not in ("bpf", "legacy"):
+            raise ValueError(f"--host-routing: {self.host_routing!r} is not bpf or legacy")
         if self.policy_enforcement not in ("default", "always", "never"):
             raise ValueError(
                 f"--policy-enforcement: {self.policy_enforcement!r} is not default, always or never"

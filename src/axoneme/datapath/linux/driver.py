@@ -7,6 +7,9 @@ from axoneme.endpoint.types import LinkInfo
 
 
 class NetlinkDriver:
+    def __init__(self, mtu: int = 1500) -> None:
+        self.mtu = mtu  # the pod's: 50 less than the underlay's in tunnel mode
+
     def create(
         self, *, netns: str, ifname: str, host_ifname: str, address: str, router_ip: str
     ) -> LinkInfo:
@@ -16,6 +19,7 @@ class NetlinkDriver:
             host_ifname=host_ifname,
             address=address,
             router_ip=router_ip,
+            mtu=self.mtu,
         )
         return LinkInfo(
             host_mac=link.host_mac, pod_mac=link.pod_mac, host_ifindex=link.host_ifindex

@@ -29,6 +29,7 @@ from axoneme.datapath.linux import bpfsys, libbpf
 from axoneme.datapath.linux.maps import (
     CT_KEY,
     CT_VALUE,
+    DATAPATH_CONFIG,
     IPCACHE_KEY,
     IPCACHE_VALUE,
     LXC_INFO,
@@ -38,8 +39,10 @@ from axoneme.datapath.linux.maps import (
     POLICY_KEY,
     PORTS_KEY,
     PORTS_VALUE,
+    ConfigMap,
     CTMap,
     IPCacheMap,
+    LxcIPMap,
     LxcMap,
     MetricsMap,
     PolicyCIDRMap,
@@ -67,6 +70,10 @@ BPFFS_MAGIC = 0xCAFE4A11
 
 # program -> the tc hook of the host-side veth it runs on
 PROGRAMS = {"from_container": libbpf.BPF_TC_INGRESS, "to_container": libbpf.BPF_TC_EGRESS}
+# The overlay program (tc ingress of the VXLAN device) lives in its own object
+# beside the endpoint one; it shares every map through the pins.
+OVERLAY_OBJECT_NAME = "bpf_overlay.o"
+OVERLAY_PROGRAM = "from_overlay"
 
 # (key size, value size) each pinned map must have to be adopted; 0 for the ring.
 _MAP_SIZES = {
@@ -78,6 +85,8 @@ _MAP_SIZES = {
     "axo_ct": (CT_KEY.size, CT_VALUE.size),
     "axo_events": (0, 0),
     "axo_metrics": (4, METRIC.size),
+    "axo_lxc_ip": (4, 4),
+    "axo_config": (4, DATAPATH_CONFIG.size),
 }
 assert set(_MAP_SIZES) == set(MAP_NAMES)
 
@@ -144,6 +153,8 @@ class Datapath:
         self.ports = PortsMap.open(pin_dir)
         self.ct = CTMap.open(pin_dir)
         self.metrics = MetricsMap.open(pin_dir)
+        self.lxc_ip = LxcIPMap.open(pin_dir)
+        self.config = ConfigMap.open(pin_dir)
 
     # ---- open / close ----------------------------------------------------------------
 
@@ -164,7 +175,10 @@ class Datapath:
         ensure_bpffs(pin_dir)
         pin_dir.mkdir(parents=True, exist_ok=True)
         _check_pinned_maps(pin_dir)
-        pins = [_program_pin(pin_dir, name) for name in PROGRAMS]
+        path = object_path or Path(os.environ.get(OBJECT_ENV) or DEFAULT_OBJECT)
+        overlay = path.parent / OVERLAY_OBJECT_NAME
+        names = [*PROGRAMS, *([OVERLAY_PROGRAM] if overlay.is_file() else [])]
+        pins = [_program_pin(pin_dir, name) for name in names]
         pinned_maps = all((pin_dir / name).exists() for name in MAP_NAMES)
         if not force_reload and pinned_maps and all(p.exists() for p in pins):
             programs = _open_programs(pin_dir)
@@ -173,18 +187,12 @@ class Datapath:
             except BaseException:
                 _close_all(programs)
                 raise
-        path = object_path or Path(os.environ.get(OBJECT_ENV) or DEFAULT_OBJECT)
         if not path.is_file():
             raise DatapathError(f"BPF object {path} is missing (make -C bpf builds it)")
         started = time.perf_counter()
-        with libbpf.BpfObject(path, pin_root=pin_dir) as obj:
-            obj.load()
-            for name in PROGRAMS:
-                # Pin beside, then rename over the old pin: never a moment without one.
-                fresh = pin_dir / f"prog_{name}_new"  # bpffs names cannot hold dots
-                fresh.unlink(missing_ok=True)
-                obj.pin_program(name, fresh)
-                os.replace(fresh, _program_pin(pin_dir, name))
+        _load_and_pin(path, pin_dir, list(PROGRAMS))
+        if overlay.is_file():
+            _load_and_pin(overlay, pin_dir, [OVERLAY_PROGRAM])
         elapsed = time.perf_counter() - started
         programs = _open_programs(pin_dir)
         log.info("loaded %s into %s in %.1f ms", path, pin_dir, elapsed * 1e3)
@@ -197,7 +205,7 @@ class Datapath:
     def close(self) -> None:
         """Close every fd. Pinned programs, maps and attachments stay."""
         for m in (self.lxc, self.ipcache, self.policy, self.policy_cidr, self.ports, self.ct,
-                  self.metrics):  # fmt: skip
+                  self.metrics, self.lxc_ip, self.config):  # fmt: skip
             m.close()
         _close_all(self._programs)
         self._programs = {}
@@ -243,6 +251,15 @@ class Datapath:
         for name, point in PROGRAMS.items():
             libbpf.tc_attach(ifindex, point, self._programs[name])
 
+    def attach_overlay(self, ifindex: int) -> None:
+        """Run ``from_overlay`` on the VXLAN device's tc ingress (idempotent)."""
+        if OVERLAY_PROGRAM not in self._programs:
+            raise DatapathError(
+                f"{OVERLAY_OBJECT_NAME} was not loaded (make -C bpf builds it): no tunnel mode"
+            )
+        libbpf.tc_hook_create(ifindex)
+        libbpf.tc_attach(ifindex, libbpf.BPF_TC_INGRESS, self._programs[OVERLAY_PROGRAM])
+
     def detach(self, ifindex: int) -> bool:
         """Remove our filters from a device; False if none was attached."""
         found = False
@@ -271,11 +288,25 @@ class Datapath:
             os.close(fd)
 
 
+def _load_and_pin(path: Path, pin_dir: Path, names: list[str]) -> None:
+    with libbpf.BpfObject(path, pin_root=pin_dir) as obj:
+        obj.load()
+        for name in names:
+            # Pin beside, then rename over the old pin: never a moment without one.
+            fresh = pin_dir / f"prog_{name}_new"  # bpffs names cannot hold dots
+            fresh.unlink(missing_ok=True)
+            obj.pin_program(name, fresh)
+            os.replace(fresh, _program_pin(pin_dir, name))
+
+
 def _open_programs(pin_dir: Path) -> dict[str, int]:
     programs: dict[str, int] = {}
     try:
-        for name in PROGRAMS:
-            programs[name] = bpfsys.obj_get(_program_pin(pin_dir, name))
+        for name in [*PROGRAMS, OVERLAY_PROGRAM]:
+            pin = _program_pin(pin_dir, name)
+            if name == OVERLAY_PROGRAM and not pin.exists():
+                continue  # built without the overlay object: tunnel mode is unavailable
+            programs[name] = bpfsys.obj_get(pin)
     except BaseException:
         _close_all(programs)
         raise

@@ -32,17 +32,22 @@ from axoneme.datapath.portsets import PortsEntry, check_entry, port_verdicts
 from axoneme.policy.types import PortVerdicts
 
 __all__ = [
+    "CFG_HOST_ROUTING_BPF",
+    "CFG_TUNNEL",
     "EGRESS",
     "INGRESS",
     "LAYOUTS",
     "MAP_NAMES",
     "CTMap",
+    "ConfigMap",
     "CtKey",
     "CtValue",
+    "DatapathConfig",
     "IPCacheKey",
     "IPCacheMap",
     "IPCacheValue",
     "Layout",
+    "LxcIPMap",
     "LxcInfo",
     "LxcMap",
     "Metric",
@@ -74,6 +79,8 @@ MAP_NAMES = (
     "axo_ct",
     "axo_events",
     "axo_metrics",
+    "axo_lxc_ip",
+    "axo_config",
 )
 
 
@@ -115,6 +122,17 @@ def _raw_ip(ip: str) -> bytes:
         raise ValueError(f"not an IPv4 address: {ip!r}") from exc
 
 
+def _raw_mac(mac: str) -> bytes:
+    raw = bytes.fromhex(mac.replace(":", ""))
+    if len(raw) != 6:
+        raise ValueError(f"{mac!r} is not a MAC address")
+    return raw
+
+
+def _mac_text(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
 def _prefix(prefix: str) -> tuple[int, bytes]:
     """(length, network address bytes) of "a.b.c.d/n" (a bare address is /32).
     Host bits are cleared, as the trie ignores them anyway."""
@@ -135,9 +153,17 @@ def _network(prefix: str) -> ipaddress.IPv4Network:
 LXC_INFO = Layout(
     "lxc_info",
     (("ep_id", "I"), ("identity", "I"), ("ipv4", "4s"), ("flags", "I"), ("mac", "6s"),
-     ("pad", "2s")),
-    24,
+     ("host_mac", "6s"), ("pad", "4s")),
+    32,
 )  # fmt: skip
+
+DATAPATH_CONFIG = Layout(
+    "datapath_config", (("flags", "I"), ("tunnel_ifindex", "I"), ("pad", "8s")), 16
+)
+
+# datapath_config.flags
+CFG_HOST_ROUTING_BPF = 1 << 0
+CFG_TUNNEL = 1 << 1
 
 
 def lxc_flags(
@@ -166,18 +192,24 @@ class LxcInfo:
     identity: int
     ipv4: str
     flags: int = 0
-    mac: str = "00:00:00:00:00:00"
+    mac: str = "00:00:00:00:00:00"  # the pod's
+    host_mac: str = "00:00:00:00:00:00"  # the host-side veth's
 
     def pack(self) -> bytes:
-        mac = bytes.fromhex(self.mac.replace(":", ""))
         return self.LAYOUT.struct.pack(
-            self.ep_id, self.identity, _raw_ip(self.ipv4), self.flags, mac, bytes(2)
+            self.ep_id,
+            self.identity,
+            _raw_ip(self.ipv4),
+            self.flags,
+            _raw_mac(self.mac),
+            _raw_mac(self.host_mac),
+            bytes(4),
         )
 
     @classmethod
     def unpack(cls, raw: bytes) -> LxcInfo:
-        ep_id, identity, ip, flags, mac, _ = cls.LAYOUT.struct.unpack(raw)
-        return cls(ep_id, identity, _ip(ip), flags, ":".join(f"{b:02x}" for b in mac))
+        ep_id, identity, ip, flags, mac, host_mac, _ = cls.LAYOUT.struct.unpack(raw)
+        return cls(ep_id, identity, _ip(ip), flags, _mac_text(mac), _mac_text(host_mac))
 
     def enforced(self, direction: int) -> bool:
         bit = LXC_F_INGRESS_ENFORCED if direction == INGRESS else LXC_F_EGRESS_ENFORCED
@@ -422,7 +454,7 @@ class Metric:
 # Every struct of docs/datapath.md (struct event's layout is in datapath/events.py).
 LAYOUTS: tuple[Layout, ...] = (
     LXC_INFO, IPCACHE_KEY, IPCACHE_VALUE, POLICY_KEY, POLICY_CIDR_KEY, PORTS_KEY,
-    PORTS_VALUE, CT_KEY, CT_VALUE, METRIC,
+    PORTS_VALUE, CT_KEY, CT_VALUE, METRIC, DATAPATH_CONFIG,
 )  # fmt: skip
 
 
@@ -471,6 +503,54 @@ class LxcMap(_PinnedMap):
 
     def items(self) -> list[tuple[int, LxcInfo]]:
         return sorted((_U32.unpack(k)[0], LxcInfo.unpack(v)) for k, v in self.raw.items())
+
+
+class LxcIPMap(_PinnedMap):
+    """``axo_lxc_ip``: pod IPv4 -> its host veth's ifindex (local delivery)."""
+
+    NAME = "axo_lxc_ip"
+
+    def set(self, ip: str, ifindex: int) -> None:
+        self.raw.update(_raw_ip(ip), _U32.pack(ifindex))
+
+    def get(self, ip: str) -> int | None:
+        raw = self.raw.lookup(_raw_ip(ip))
+        return _U32.unpack(raw)[0] if raw is not None else None
+
+    def delete(self, ip: str) -> bool:
+        return self.raw.delete(_raw_ip(ip))
+
+    def items(self) -> list[tuple[str, int]]:
+        return sorted((_ip(k), _U32.unpack(v)[0]) for k, v in self.raw.items())
+
+
+@dataclass(frozen=True)
+class DatapathConfig:
+    """``axo_config[0]``: how packets leave the endpoints (docs/datapath.md, "Routing")."""
+
+    LAYOUT: ClassVar[Layout] = DATAPATH_CONFIG
+
+    flags: int = 0  # CFG_*
+    tunnel_ifindex: int = 0
+
+    def pack(self) -> bytes:
+        return self.LAYOUT.struct.pack(self.flags, self.tunnel_ifindex, bytes(8))
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> DatapathConfig:
+        flags, tunnel_ifindex, _ = cls.LAYOUT.struct.unpack(raw)
+        return cls(flags, tunnel_ifindex)
+
+
+class ConfigMap(_PinnedMap):
+    NAME = "axo_config"
+
+    def set(self, config: DatapathConfig) -> None:
+        self.raw.update(_U32.pack(0), config.pack())
+
+    def get(self) -> DatapathConfig:
+        raw = self.raw.lookup(_U32.pack(0))
+        return DatapathConfig.unpack(raw) if raw is not None else DatapathConfig()
 
 
 class IPCacheMap(_PinnedMap):
@@ -620,6 +700,12 @@ class MetricsMap(_PinnedMap):
 
     NAME = "axo_metrics"
     RING_FULL = 0
+    # Forwarding counters below the drop reasons (bpf/lib/forward.h METRIC_*).
+    REDIRECT_PEER = 1
+    TUNNEL_TX = 2
+    TUNNEL_RX = 3
+    REDIRECT_NEIGH = 4
+    FORWARDING = {1: "redirect_peer", 2: "tunnel_tx", 3: "tunnel_rx", 4: "redirect_neigh"}
 
     def read(self) -> dict[int, Metric]:
         """Counters summed over CPUs, only the non-zero ones."""

@@ -74,6 +74,33 @@ def ensure_host_device(router_ip: str, prefixlen: int = 32) -> None:
         ipr.link("set", index=index, state="up")
 
 
+TUNNEL_DEVICE = "axn_vxlan"
+VXLAN_PORT = 8472  # Cilium's (the Linux default)
+TUNNEL_OVERHEAD = 50  # outer IPv4 + UDP + VXLAN + inner Ethernet
+
+
+def ensure_vxlan_device(name: str = TUNNEL_DEVICE, port: int = VXLAN_PORT) -> int:
+    """The node's VXLAN device in collect-metadata mode (remote and VNI come from
+    the datapath's tunnel key, not from the device); returns its ifindex."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            try:
+                ipr.link(
+                    "add",
+                    ifname=name,
+                    kind="vxlan",
+                    vxlan_collect_metadata=1,
+                    vxlan_port=port,
+                    vxlan_learning=0,
+                )
+            except NetlinkError as exc:
+                raise LinkError(f"creating {name} (vxlan external, port {port}): {exc}") from exc
+            found = ipr.link_lookup(ifname=name)
+        ipr.link("set", index=found[0], state="up")
+        return int(found[0])
+
+
 def write_sysctl(name: str, value: str) -> None:
     with open(f"/proc/sys/{name.replace('.', '/')}", "w") as f:
         f.write(value)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from axoneme.datapath.linux.loader import Datapath
 from axoneme.datapath.linux.maps import (
+    DatapathConfig,
     IPCacheValue,
     LxcInfo,
     PolicyCIDRKey,
@@ -56,22 +57,43 @@ class KernelDatapath:
         with self._lock:
             self.dp.attach(ifindex)
 
+    def attach_overlay(self, ifindex: int) -> None:
+        with self._lock:
+            self.dp.attach_overlay(ifindex)
+
+    def set_config(self, config: DatapathConfig) -> None:
+        with self._lock:
+            if self.dp.config.get() != config:
+                self.dp.config.set(config)
+
     def set_endpoint(self, ifindex: int, entry: LxcEntry) -> None:
+        zero = "00:00:00:00:00:00"
         info = LxcInfo(
-            entry.ep_id, entry.identity, entry.ipv4, entry.flags, entry.mac or "00:00:00:00:00:00"
+            entry.ep_id,
+            entry.identity,
+            entry.ipv4,
+            entry.flags,
+            entry.mac or zero,
+            entry.host_mac or zero,
         )
         with self._lock:
+            # lxc first: an address that resolves must find its endpoint.
             if self.dp.lxc.get(ifindex) != info:
                 self.dp.lxc.set(ifindex, info)
+            if self.dp.lxc_ip.get(entry.ipv4) != ifindex:
+                self.dp.lxc_ip.set(entry.ipv4, ifindex)
 
     def delete_endpoint(self, ifindex: int) -> None:
         with self._lock:
+            info = self.dp.lxc.get(ifindex)
+            if info is not None and self.dp.lxc_ip.get(info.ipv4) == ifindex:
+                self.dp.lxc_ip.delete(info.ipv4)
             self.dp.lxc.delete(ifindex)
 
     def endpoints(self) -> dict[int, LxcEntry]:
         with self._lock:
             return {
-                ifindex: LxcEntry(i.ep_id, i.identity, i.ipv4, i.flags, i.mac)
+                ifindex: LxcEntry(i.ep_id, i.identity, i.ipv4, i.flags, i.mac, i.host_mac)
                 for ifindex, i in self.dp.lxc.items()
             }
 
