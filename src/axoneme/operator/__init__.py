@@ -1,0 +1,1 @@
+"""The operator: cluster-wide IPAM, node registration, garbage collection, under leader election."""
