@@ -35,6 +35,8 @@ class AgentConfig:
     policy_enforcement: str = "default"  # default | always | never
     policy_audit_mode: bool = False
     allow_localhost: bool = True
+    routing_mode: str = "native"  # tunnel | native (docs/datapath.md, "Routing")
+    host_routing: str = "legacy"  # bpf | legacy
     lease_ttl: int = 15  # seconds: how long a dead node's entries outlive it
     health: HealthConfig = HealthConfig()
 
@@ -95,6 +97,18 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     p.add_argument(
         "--health-jitter-threshold", type=float, default=0.02, help="jitter alert, seconds"
     )
+    p.add_argument(
+        "--routing-mode",
+        choices=["tunnel", "native"],
+        default="native",
+        help="tunnel: VXLAN between nodes, source identity in the VNI; native: kernel routes",
+    )
+    p.add_argument(
+        "--host-routing",
+        choices=["bpf", "legacy"],
+        default="legacy",
+        help="bpf: redirect_peer/redirect_neigh past the stack; legacy: the kernel stack routes",
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ns = p.parse_args(argv)
     if not ns.store.startswith(("http://", "unix:", "embedded:")):
@@ -123,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         policy_enforcement=ns.policy_enforcement,
         policy_audit_mode=ns.policy_audit_mode,
         allow_localhost=ns.allow_localhost == "auto",
+        routing_mode=ns.routing_mode,
+        host_routing=ns.host_routing,
         lease_ttl=ns.lease_ttl,
         health=health,
     )
