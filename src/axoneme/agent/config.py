@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from axoneme.observer import config as observer_config
 
 DEFAULT_SOCKET = Path("/var/run/axoneme/agent.sock")
 DEFAULT_STATE_DIR = Path("/var/lib/axoneme")
@@ -38,6 +40,9 @@ class AgentConfig:
     routing_mode: str = "native"  # tunnel | native (docs/datapath.md, "Routing")
     host_routing: str = "legacy"  # bpf | legacy
     lease_ttl: int = 15  # seconds: how long a dead node's entries outlive it
+    observer: observer_config.ObserverConfig = field(
+        default_factory=observer_config.ObserverConfig
+    )
     health: HealthConfig = HealthConfig()
 
 
@@ -109,8 +114,13 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         default="legacy",
         help="bpf: redirect_peer/redirect_neigh past the stack; legacy: the kernel stack routes",
     )
+    observer_config.add_flags(p)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ns = p.parse_args(argv)
+    try:
+        observer = observer_config.from_args(ns)
+    except ValueError as exc:
+        p.error(str(exc))
     if not ns.store.startswith(("http://", "unix:", "embedded:")):
         p.error(f"--store: {ns.store!r} must be http://HOST:PORT, unix:PATH or embedded:PATH")
     if not 2 <= ns.lease_ttl <= 3600:
@@ -140,6 +150,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         routing_mode=ns.routing_mode,
         host_routing=ns.host_routing,
         lease_ttl=ns.lease_ttl,
+        observer=observer,
         health=health,
     )
 

@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -148,8 +147,6 @@ async def run(config: AgentConfig) -> int:
         )
         routes = NodeRoutes(config.node)
         context = AgentContext(config, store, manager, kernel, enforcement, hub, service)
-        reading = threading.Event()
-        reading.set()
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
@@ -163,21 +160,15 @@ async def run(config: AgentConfig) -> int:
                         name="cluster-informer",
                     ),
                     tg.create_task(enforcement.run(), name="regeneration"),
-                    tg.create_task(
-                        asyncio.to_thread(read_events, kernel, hub, loop, reading),
-                        name="event-reader",
-                    ),
                 ]
                 tasks += [
                     tg.create_task(component(context), name=component.__name__)
                     for component in components()
                 ]
                 await stop.wait()
-                reading.clear()
                 for task in tasks:
                     task.cancel()
         finally:
-            reading.clear()
             await runner.cleanup()
             if config.socket.is_socket():
                 config.socket.unlink()
@@ -211,24 +202,9 @@ def components() -> list[Component]:
     each stays in its own module and the core knows none of them.
     """
     from axoneme.agent import health, metrics, routing
+    from axoneme.observer import agent as observer
 
-    return [metrics.run, nodelease.run, routing.run, health.run]
-
-
-def read_events(
-    kernel: KernelDatapath,
-    hub: EventHub,
-    loop: asyncio.AbstractEventLoop,
-    running: threading.Event,
-) -> None:
-    """The ring-buffer consumer thread: decode and hand each event to the loop."""
-    reader = kernel.dp.events()
-    try:
-        while running.is_set():
-            for event in reader.poll(100):
-                loop.call_soon_threadsafe(hub.publish, event_json(event))
-    finally:
-        reader.close()
+    return [metrics.run, nodelease.run, routing.run, health.run, observer.run]
 
 
 def event_json(event: DatapathEvent) -> dict[str, object]:
