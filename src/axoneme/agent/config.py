@@ -6,6 +6,8 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from axoneme.loadbalancer import config as lb_config
+
 from axoneme.observer import config as observer_config
 
 DEFAULT_SOCKET = Path("/var/run/axoneme/agent.sock")
@@ -37,6 +39,7 @@ class AgentConfig:
     policy_enforcement: str = "default"  # default | always | never
     policy_audit_mode: bool = False
     allow_localhost: bool = True
+    lb: lb_config.LBAgentConfig = lb_config.LBAgentConfig()  # services (loadbalancer/config.py)
     routing_mode: str = "native"  # tunnel | native (docs/datapath.md, "Routing")
     host_routing: str = "legacy"  # bpf | legacy
     lease_ttl: int = 15  # seconds: how long a dead node's entries outlive it
@@ -115,6 +118,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         help="bpf: redirect_peer/redirect_neigh past the stack; legacy: the kernel stack routes",
     )
     observer_config.add_flags(p)
+    lb_config.add_flags(p)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     ns = p.parse_args(argv)
     try:
@@ -147,12 +151,20 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         policy_enforcement=ns.policy_enforcement,
         policy_audit_mode=ns.policy_audit_mode,
         allow_localhost=ns.allow_localhost == "auto",
+        lb=_lb_config(p, ns),
         routing_mode=ns.routing_mode,
         host_routing=ns.host_routing,
         lease_ttl=ns.lease_ttl,
         observer=observer,
         health=health,
     )
+
+
+def _lb_config(p: argparse.ArgumentParser, ns: argparse.Namespace) -> lb_config.LBAgentConfig:
+    try:
+        return lb_config.from_args(ns)
+    except ValueError as exc:
+        p.error(str(exc))
 
 
 def health_problem(h: HealthConfig) -> str | None:

@@ -201,7 +201,7 @@ def components() -> list[Component]:
     cancelled then); a component that fails stops the agent. Imported here so
     each stays in its own module and the core knows none of them.
     """
-    from axoneme.agent import health, metrics, routing
+    from axoneme.agent import health, loadbalancer, metrics, routing
     from axoneme.observer import agent as observer
 
     return [metrics.run, nodelease.run, routing.run, health.run, observer.run]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from axoneme.cli.context import CLIError, open_store
+from axoneme.kit import cgroup
 from axoneme.lab.control import require_state
 from axoneme.lab.netsetup import NETNS_DIR
-from axoneme.lab.topology import WORLD_NETNS, WORLD_SOURCE_IP, pod_netns
+from axoneme.lab.topology import CGROUP_ROOT, WORLD_NETNS, WORLD_SOURCE_IP, pod_netns
 from axoneme.probe.run import ProbeError, ProbeResult, ProbeTarget, probe_many
 from axoneme.probe.spec import ProbeSpec, endpoint_kind
 from axoneme.store.types import Key, Store
@@ -62,6 +64,18 @@ class Resolver:
             return f"/run/netns/{self._node(ref)['netns']}"
         return _pod_netns_path(await self.pod(ref), ref)
 
+    async def cgroup(self, ref: str) -> str | None:
+        """The source's node cgroup, so its sockets see that node's socket LB."""
+        kind = endpoint_kind(ref)
+        if kind == "world":
+            return None
+        if kind == "node":
+            node = str(self._node(ref)["name"])
+        else:
+            node = str((await self.pod(ref)).get("spec", {}).get("nodeName", ""))
+        path = node_cgroup_dir(node) if node else None
+        return str(path) if path is not None and path.is_dir() else None
+
     @staticmethod
     def source_ip(ref: str) -> str | None:
         """The address to send from: the world's, so replies take the world's routes."""
@@ -82,6 +96,10 @@ class Resolver:
         return str(ip)
 
 
+def node_cgroup_dir(node: str) -> Path:
+    return CGROUP_ROOT / node
+
+
 async def run_probes(specs: list[ProbeSpec], timeout: float) -> list[ProbeResult]:
     store = open_store()
     try:
@@ -93,6 +111,7 @@ async def run_probes(specs: list[ProbeSpec], timeout: float) -> list[ProbeResult
                 s.port,
                 s.proto,
                 resolver.source_ip(s.src),
+                await resolver.cgroup(s.src),
             )
             for s in specs
         ]
@@ -111,8 +130,12 @@ async def exec_in_pod(ref: str, command: list[str]) -> None:
         raise CLIError("no command given (axoneme exec NS/POD -- CMD ...)")
     store = open_store()
     try:
-        path = _pod_netns_path(await _pod(store, ref), ref)
+        pod = await _pod(store, ref)
+        path = _pod_netns_path(pod, ref)
     finally:
         await store.close()
+    node_cg = node_cgroup_dir(str(pod.get("spec", {}).get("nodeName", "")))
+    if node_cg.is_dir():
+        cgroup.join(node_cg)  # the pod's processes live in its node's cgroup (socket LB)
     sys.stdout.flush()
     os.execvp("ip", ["ip", "netns", "exec", os.path.basename(path), *command])

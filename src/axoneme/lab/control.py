@@ -22,10 +22,12 @@ from typing import Any
 
 import axoneme
 from axoneme.cni.install import write_launcher
+from axoneme.kit import cgroup
 from axoneme.kit.procs import pids_marked
 from axoneme.lab import netsetup
 from axoneme.lab.topology import (
     BPF_PIN_ROOT,
+    CGROUP_ROOT,
     ENV_MARK,
     LAB_DIR,
     LabConfig,
@@ -125,6 +127,10 @@ def down(grace: float = 30.0) -> Leftovers:
         netsetup.delete_namespace(name)
     if LAB_DIR.exists():
         shutil.rmtree(LAB_DIR, ignore_errors=True)
+    # Every lab process is gone, so the node cgroups are empty and can go;
+    # removing them detaches the socket LB programs attached to them.
+    with contextlib.suppress(OSError):
+        cgroup.remove_tree(CGROUP_ROOT)
     if BPF_PIN_ROOT.exists():
         # Unlinking a pin drops its reference; programs go once their devices are gone.
         shutil.rmtree(BPF_PIN_ROOT, ignore_errors=True)

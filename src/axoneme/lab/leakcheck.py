@@ -16,7 +16,7 @@ from pathlib import Path
 from pyroute2 import IPRoute
 
 from axoneme.lab.control import lab_processes
-from axoneme.lab.topology import LAB_DIR
+from axoneme.lab.topology import CGROUP_ROOT, LAB_DIR
 
 PREFIXES = ("axn-", "axt-", "axb-")
 LINK_PREFIXES = ("lxc", "axn", "axt", "axb")
@@ -30,6 +30,8 @@ def findings() -> list[str]:
     found += [f"process {pid}" for pid in lab_processes()]
     if LAB_DIR.exists():
         found.append(f"directory {LAB_DIR}")
+    if CGROUP_ROOT.exists():
+        found.append(f"cgroup {CGROUP_ROOT}")
     bpffs = Path("/sys/fs/bpf")
     if bpffs.is_dir():
         found += [

@@ -25,8 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from axoneme.k8s.objects import Pod, parse_pod
+from axoneme.kit import cgroup
 from axoneme.lab import netsetup
-from axoneme.lab.topology import ENV_MARK, LAB_DIR, NodePlan, cni_bin_dir, pod_netns
+from axoneme.lab.topology import (
+    ENV_MARK,
+    LAB_DIR,
+    NodePlan,
+    cni_bin_dir,
+    node_cgroup,
+    pod_netns,
+)
 from axoneme.store.types import ConflictError, Key, Resource, Store, StoreError, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -202,7 +210,8 @@ class NodeRuntime:
         logfile.parent.mkdir(parents=True, exist_ok=True)
         with open(logfile, "ab") as log_out:
             proc = await asyncio.create_subprocess_exec(
-                *args,
+                # The node's cgroup first: the node's socket LB serves its pods.
+                *cgroup.join_argv(node_cgroup(plan), args),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log_out,
                 stdin=asyncio.subprocess.DEVNULL,

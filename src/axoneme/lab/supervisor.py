@@ -19,9 +19,9 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from axoneme.identity.allocator import collect_garbage
 from axoneme.k8s.apply import new_object
 from axoneme.kit.files import atomic_write_text
+from axoneme.lab.operators import LabOperators
 from axoneme.lab.runtime import NodeRuntime
 from axoneme.lab.services import ServiceControllers
 from axoneme.lab.topology import (
@@ -36,6 +36,7 @@ from axoneme.lab.topology import (
     LabConfig,
     NodePlan,
     bpf_pin_dir,
+    node_cgroup,
     node_plans,
     state_file,
     store_unix_path,
@@ -88,6 +89,8 @@ def agent_args(plan: NodePlan, config: LabConfig) -> list[str]:
         str(plan.socket),
         "--bpf-pin-dir",
         str(bpf_pin_dir(plan)),
+        "--cgroup-root",
+        str(node_cgroup(plan)),
         "--hubble-socket-path",
         str(plan.observer_socket),
         "--hubble-listen-address",
@@ -117,6 +120,7 @@ class Supervisor:
         self.stopping = False
         self.store: Store = EtcdStore(f"unix:{store_unix_path()}")
         self.runtime = NodeRuntime(self.store, self.plans)
+        self.operators = LabOperators(config, lab_env())  # cluster IPAM, GC (was here)
         self.ready = False
         # "stop" / "start" requests for etcd (SIGUSR1 / SIGUSR2): outage tests.
         self.etcd_requests: asyncio.Queue[str] = asyncio.Queue()
@@ -132,6 +136,7 @@ class Supervisor:
                 "pid": self.etcd.pid if self.etcd else None,
                 "running": self.etcd is not None and self.etcd.returncode is None,
             },
+            "operators": self.operators.state(),
             "nodes": [
                 {
                     **asdict(p),
@@ -262,20 +267,6 @@ class Supervisor:
             log.warning("agent on %s exited with %s; restarting in %.1fs", plan.name, code, backoff)
             await asyncio.sleep(backoff)
 
-    async def collect_identities(self, period: float = 30.0, grace: float = 60.0) -> None:
-        """The operator's identity garbage collection, done by the lab until it has one."""
-        while True:
-            await asyncio.sleep(period)
-            try:
-                removed = await collect_garbage(
-                    self.store, [p.name for p in self.plans], grace=grace
-                )
-            except StoreError as exc:
-                log.warning("identity GC: %s", exc)
-                continue
-            if removed:
-                log.info("identity GC removed %s", ", ".join(map(str, removed)))
-
     async def wait_agents_healthy(self, timeout: float = 60.0) -> None:
         from axoneme.api.client import AgentClient, AgentUnavailableError
 
@@ -305,6 +296,8 @@ class Supervisor:
             async with asyncio.TaskGroup() as tg:
                 await self.start_etcd()
                 await self.register_nodes()
+                for plan in self.plans:  # each node's pods and socket LB (topology.py)
+                    node_cgroup(plan).mkdir(parents=True, exist_ok=True)
                 await self.create_system_namespaces()
                 agents = [
                     tg.create_task(self.run_agent(p), name=f"agent-{p.name}") for p in self.plans
@@ -316,7 +309,7 @@ class Supervisor:
                 )
                 runtime = tg.create_task(self.runtime.run(), name="node-runtime")
                 tg.create_task(run_world(stop), name="world")
-                gc = tg.create_task(self.collect_identities(), name="identity-gc")
+                gc = tg.create_task(self.operators.run(self.write_state), name="operators")
                 etcd_control = tg.create_task(self.control_etcd(), name="etcd-control")
                 services = tg.create_task(
                     ServiceControllers(self.store).run(), name="service-controllers"
@@ -347,6 +340,7 @@ class Supervisor:
 
     async def stop_children(self) -> None:
         self.stopping = True
+        await self.operators.stop()
         procs = [p for p in self.agents.values() if p.returncode is None]
         if self.etcd is not None and self.etcd.returncode is None:
             procs.append(self.etcd)

@@ -27,9 +27,10 @@ import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from axoneme.kit import netns, sctp
+from axoneme.kit import cgroup, netns, sctp
 from axoneme.probe.spec import ProbeSpec, Proto
 
 __all__ = [
@@ -79,6 +80,8 @@ class ProbeTarget:
     port: int
     proto: Proto
     src_ip: str | None = None
+    # The cgroup v2 the socket is created in: a lab node's, for its socket LB.
+    cgroup: str | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,11 @@ def _open(target: ProbeTarget) -> socket.socket:
         "SCTP": (socket.SOCK_RAW, sctp.IPPROTO_SCTP),
     }[target.proto]
     try:
-        sock = netns.socket_in(target.src_netns, socket.AF_INET, kind, proto)
+        if target.cgroup is not None:
+            with cgroup.joined(Path(target.cgroup)):
+                sock = netns.socket_in(target.src_netns, socket.AF_INET, kind, proto)
+        else:
+            sock = netns.socket_in(target.src_netns, socket.AF_INET, kind, proto)
     except OSError as exc:
         raise ProbeError(f"cannot open socket in netns {target.src_netns}: {exc}") from exc
     if target.src_ip is not None:

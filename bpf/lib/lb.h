@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Service load balancing: the maps shared by the socket LB (bpf_sock.c) and
+ * the agent (src/axoneme/datapath/linux/lbmaps.py holds the Python twins).
+ *
+ *   axo_lb_svc       {vip, port, proto} -> service: id, active backend count, flags
+ *   axo_lb_slot      {svc id, slot 1..count} -> backend id (active backends only)
+ *   axo_lb_backend   backend id -> {ip, port, proto, flags, svc id}
+ *   axo_lb_maglev    svc id -> Maglev lookup table of backend ids (Maglev services)
+ *   axo_lb_affinity  {client netns cookie, svc id} -> backend id, last use (ClientIP)
+ *   axo_lb_revnat    {socket cookie, backend ip, port} -> {vip, port}: what
+ *                    recvmsg4/getpeername4 show the application instead of the backend
+ *
+ * Backend ids are per service (a pod behind two services has two ids), so a
+ * backend id found in the affinity map can be checked to still belong to the
+ * service. Terminating backends stay in axo_lb_backend (existing connections
+ * and `service list` see them) but have no slot and no Maglev entry, so no
+ * new connection picks them.
+ *
+ * Layout rules as in include/axoneme.h: explicit padding, addresses and ports
+ * in network byte order, everything else host order.
+ */
+#ifndef AXONEME_LIB_LB_H
+#define AXONEME_LIB_LB_H
+
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+
+#define LB_SVC_MAP_SIZE 65536
+#define LB_SLOT_MAP_SIZE 262144
+#define LB_BACKEND_MAP_SIZE 262144
+#define LB_MAGLEV_MAP_SIZE 4096
+#define LB_AFFINITY_MAP_SIZE 65536
+#define LB_REVNAT_MAP_SIZE 262144
+/* The largest Maglev table a service may use; the agent picks the size per
+ * node (a prime <= this, 16381 by default, as Cilium's default). */
+#define LB_MAGLEV_MAX 16381
+
+/* lb_svc.flags */
+#define LB_F_MAGLEV (1U << 0)	/* select by Maglev table, else at random */
+#define LB_F_AFFINITY (1U << 1) /* sessionAffinity: ClientIP */
+
+/* lb_backend.flags */
+#define LB_BE_TERMINATING (1U << 0)
+
+/* axo_lb_svc key. 8 bytes. */
+struct lb_svc_key {
+	__u32 vip;   /* NBO */
+	__u16 dport; /* NBO */
+	__u8 proto;  /* IPPROTO_TCP / UDP / SCTP */
+	__u8 pad;
+};
+
+/* axo_lb_svc value. 16 bytes. */
+struct lb_svc {
+	__u32 svc_id;		/* host order, 1.. */
+	__u16 count;		/* active backends: slots 1..count */
+	__u16 flags;		/* LB_F_* */
+	__u32 affinity_timeout; /* seconds (LB_F_AFFINITY) */
+	__u32 maglev_size;	/* entries used in this service's Maglev table */
+};
+
+/* axo_lb_slot key. 8 bytes. */
+struct lb_slot_key {
+	__u32 svc_id;
+	__u32 slot;
+};
+
+/* axo_lb_backend value. 12 bytes. */
+struct lb_backend {
+	__u32 ip;    /* NBO */
+	__u16 port;  /* NBO */
+	__u8 proto;
+	__u8 flags;  /* LB_BE_* */
+	__u32 svc_id;
+};
+
+/* axo_lb_affinity key and value. 16 bytes each. */
+struct lb_affinity_key {
+	__u64 client; /* the client's netns cookie: one pod, or the node */
+	__u32 svc_id;
+	__u32 pad;
+};
+
+struct lb_affinity {
+	__u64 last_ns; /* bpf_ktime_get_ns() of the last selection */
+	__u32 backend_id;
+	__u32 pad;
+};
+
+/* axo_lb_revnat key and value. 16 and 8 bytes. */
+struct lb_revnat_key {
+	__u64 cookie; /* socket cookie */
+	__u32 ip;     /* backend, NBO */
+	__u16 port;   /* backend, NBO */
+	__u16 pad;
+};
+
+struct lb_revnat {
+	__u32 vip;   /* NBO */
+	__u16 vport; /* NBO */
+	__u16 pad;
+};
+
+struct lb_maglev {
+	__u32 backend_ids[LB_MAGLEV_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb_svc_key);
+	__type(value, struct lb_svc);
+	__uint(max_entries, LB_SVC_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} axo_lb_svc SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb_slot_key);
+	__type(value, __u32);
+	__uint(max_entries, LB_SLOT_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} axo_lb_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct lb_backend);
+	__uint(max_entries, LB_BACKEND_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} axo_lb_backend SEC(".maps");
+
+/* Not preallocated: 64 KiB per entry is paid only by Maglev services. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct lb_maglev);
+	__uint(max_entries, LB_MAGLEV_MAP_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} axo_lb_maglev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_affinity_key);
+	__type(value, struct lb_affinity);
+	__uint(max_entries, LB_AFFINITY_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} axo_lb_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_revnat_key);
+	__type(value, struct lb_revnat);
+	__uint(max_entries, LB_REVNAT_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} axo_lb_revnat SEC(".maps");
+
+/* A 32-bit mix (murmur3's finaliser over each word); the Python twin is
+ * axoneme.loadbalancer.maglev.flow_hash, so tests can predict selections. */
+static __always_inline __u32 lb_mix(__u32 h, __u32 k)
+{
+	k *= 0xcc9e2d51;
+	k = (k << 15) | (k >> 17);
+	k *= 0x1b873593;
+	h ^= k;
+	h = (h << 13) | (h >> 19);
+	return h * 5 + 0xe6546b64;
+}
+
+static __always_inline __u32 lb_hash(__u32 a, __u32 b, __u32 c)
+{
+	__u32 h = lb_mix(lb_mix(lb_mix(0x9747b28c, a), b), c);
+
+	h ^= 12;
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	h ^= h >> 16;
+	return h;
+}
+
+#endif /* AXONEME_LIB_LB_H */

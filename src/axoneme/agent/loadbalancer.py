@@ -1,0 +1,138 @@
+"""The agent's service component: Services and EndpointSlices into the socket LB maps.
+
+Watches both kinds, and after each burst of changes (coalesced for
+``SETTLE`` seconds, so a thousand applied services are one batched write)
+computes this node's frontends (:mod:`axoneme.loadbalancer.state`) and lets
+:class:`axoneme.datapath.linux.lbwriter.LBWriter` write the difference.
+The programs are loaded (or adopted) and attached to the node's cgroup at
+start; they stay attached when the agent dies, so services keep working
+while it is away, and the next agent resumes from what the maps hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from axoneme.datapath.linux import socklb
+from axoneme.datapath.linux.lbwriter import LBWriter
+from axoneme.k8s.errors import ValidationError
+from axoneme.k8s.service import EndpointSlice, Service, parse_endpointslice, parse_service
+from axoneme.loadbalancer.state import LBConfig, desired_frontends
+from axoneme.store.informer import run_informer
+from axoneme.store.types import Key, Resource, WatchEvent
+
+if TYPE_CHECKING:
+    from axoneme.agent.daemon import AgentContext
+
+log = logging.getLogger("axoneme.agent.loadbalancer")
+
+SETTLE = 0.05  # seconds of quiet before a sync: batches bursts of changes
+
+
+class ServiceSync:
+    """The latest Services and EndpointSlices, and a flag saying they changed."""
+
+    def __init__(self) -> None:
+        self.services: dict[Key, Service] = {}
+        self.slices: dict[Key, EndpointSlice] = {}
+        self.changed = asyncio.Event()
+        self.synced: set[str] = set()
+
+    def handlers(self, kind: str) -> tuple[Any, Any]:
+        parse = parse_service if kind == "Service" else parse_endpointslice
+        into: dict[Key, Any] = self.services if kind == "Service" else self.slices
+
+        def parsed(raw: Resource) -> Any:
+            try:
+                return parse(raw)
+            except ValidationError as exc:  # validated at apply; a stray one is skipped
+                log.warning("%s: %s", Key.of(raw), exc)
+                return None
+
+        async def on_sync(items: list[Resource]) -> None:
+            into.clear()
+            for raw in items:
+                value = parsed(raw)
+                if value is not None:
+                    into[Key.of(raw)] = value
+            self.synced.add(kind)
+            self.changed.set()
+
+        async def on_event(event: WatchEvent) -> None:
+            key = Key.of(event.object)
+            value = None if event.type == "DELETED" else parsed(event.object)
+            if value is None:
+                into.pop(key, None)
+            else:
+                into[key] = value
+            self.changed.set()
+
+        return on_sync, on_event
+
+
+async def run(ctx: AgentContext) -> None:
+    config = ctx.config.lb
+    if not config.socket_lb:
+        log.info("socket load balancing disabled (--bpf-lb-sock=false)")
+        return
+    pin_dir = ctx.config.bpf_pin_dir
+    try:
+        loaded = await asyncio.to_thread(socklb.load, pin_dir)
+        await asyncio.to_thread(socklb.attach, pin_dir, config.cgroup_root)
+        writer = await asyncio.to_thread(LBWriter.open, pin_dir)
+    except (OSError, socklb.SockLBError) as exc:
+        # Services are one subsystem: the node's pods keep their network and policy.
+        log.error("socket load balancing unavailable: %s", exc)
+        return
+    log.info(
+        "socket LB %s, attached to %s (%d services adopted)",
+        "loaded" if loaded else "adopted",
+        config.cgroup_root,
+        len(writer.current["axo_lb_svc"]),
+    )
+    state = ServiceSync()
+    lb = LBConfig(ctx.config.node, config.algorithm, config.maglev_table_size)  # type: ignore[arg-type]
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for kind in ("Service", "EndpointSlice"):
+                on_sync, on_event = state.handlers(kind)
+                tg.create_task(run_informer(ctx.store, kind, on_sync, on_event), name=f"lb-{kind}")
+            tg.create_task(_sync_loop(state, writer, lb), name="lb-sync")
+    finally:
+        writer.close()
+
+
+async def _sync_loop(state: ServiceSync, writer: LBWriter, lb: LBConfig) -> None:
+    while True:
+        await state.changed.wait()
+        # Let a burst settle, and never write a half view before both kinds listed.
+        while True:
+            state.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.changed.wait(), timeout=SETTLE)
+            if not state.changed.is_set() and state.synced >= {"Service", "EndpointSlice"}:
+                break
+            if not state.changed.is_set():
+                await state.changed.wait()
+        started = time.perf_counter()
+        frontends = desired_frontends(state.services.values(), state.slices.values(), lb)
+        try:
+            stats = await asyncio.to_thread(writer.sync, frontends, lb.maglev_table_size)
+        except OSError as exc:
+            log.error("writing the service maps failed: %s; retrying", exc)
+            await asyncio.sleep(1.0)
+            state.changed.set()
+            continue
+        if stats.written or stats.deleted:
+            log.info(
+                "services synced: %d frontends, %d backends (%d written, %d deleted) in %.1f ms",
+                stats.services,
+                stats.backends,
+                stats.written,
+                stats.deleted,
+                (time.perf_counter() - started) * 1e3,
+            )

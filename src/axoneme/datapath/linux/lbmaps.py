@@ -1,0 +1,143 @@
+"""Python twins of the service load-balancing map entries (``bpf/lib/lb.h``).
+
+Pure packing and unpacking: addresses and ports in network byte order,
+everything else host order, every padding byte explicit, as in the C.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass
+
+__all__ = [
+    "AFFINITY_KEY",
+    "AFFINITY_VALUE",
+    "BACKEND",
+    "LB_BE_TERMINATING",
+    "LB_F_AFFINITY",
+    "LB_F_MAGLEV",
+    "LB_MAGLEV_MAX",
+    "LB_MAP_NAMES",
+    "PROTO_NUMBERS",
+    "REVNAT_KEY",
+    "REVNAT_VALUE",
+    "SLOT_KEY",
+    "SVC_KEY",
+    "SVC_VALUE",
+    "Backend",
+    "SvcKey",
+    "SvcValue",
+    "pack_maglev",
+    "pack_slot_key",
+    "unpack_maglev",
+    "unpack_slot_key",
+]
+
+LB_F_MAGLEV = 1 << 0
+LB_F_AFFINITY = 1 << 1
+LB_BE_TERMINATING = 1 << 0
+LB_MAGLEV_MAX = 16381
+PROTO_NUMBERS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
+PROTO_NAMES = {v: k for k, v in PROTO_NUMBERS.items()}
+
+SVC_KEY = struct.Struct("=4sHBx")  # vip, dport (NBO), proto, pad
+SVC_VALUE = struct.Struct("=IHHII")  # svc_id, count, flags, affinity_timeout, maglev_size
+SLOT_KEY = struct.Struct("=II")
+BACKEND = struct.Struct("=4sHBBI")  # ip, port (NBO), proto, flags, svc_id
+AFFINITY_KEY = struct.Struct("=QII")
+AFFINITY_VALUE = struct.Struct("=QII")
+REVNAT_KEY = struct.Struct("=Q4sHxx")
+REVNAT_VALUE = struct.Struct("=4sHxx")
+MAGLEV_VALUE = struct.Struct(f"={LB_MAGLEV_MAX}I")
+
+# map name -> (key size, value size): checked against pins before adopting them.
+LB_MAP_NAMES = {
+    "axo_lb_svc": (SVC_KEY.size, SVC_VALUE.size),
+    "axo_lb_slot": (SLOT_KEY.size, 4),
+    "axo_lb_backend": (4, BACKEND.size),
+    "axo_lb_maglev": (4, MAGLEV_VALUE.size),
+    "axo_lb_affinity": (AFFINITY_KEY.size, AFFINITY_VALUE.size),
+    "axo_lb_revnat": (REVNAT_KEY.size, REVNAT_VALUE.size),
+}
+
+
+def _nport(port: int) -> int:
+    """A port as the C's __u16 in network order, read back as host order here."""
+    return int.from_bytes(port.to_bytes(2, "big"), "little")
+
+
+def _hport(raw: int) -> int:
+    return int.from_bytes(raw.to_bytes(2, "little"), "big")
+
+
+@dataclass(frozen=True, order=True)
+class SvcKey:
+    vip: str
+    port: int
+    proto: int
+
+    def pack(self) -> bytes:
+        return SVC_KEY.pack(socket.inet_aton(self.vip), _nport(self.port), self.proto)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> SvcKey:
+        vip, port, proto = SVC_KEY.unpack(raw)
+        return cls(socket.inet_ntoa(vip), _hport(port), proto)
+
+
+@dataclass(frozen=True)
+class SvcValue:
+    svc_id: int
+    count: int
+    flags: int = 0
+    affinity_timeout: int = 0
+    maglev_size: int = 0
+
+    def pack(self) -> bytes:
+        return SVC_VALUE.pack(
+            self.svc_id, self.count, self.flags, self.affinity_timeout, self.maglev_size
+        )
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> SvcValue:
+        return cls(*SVC_VALUE.unpack(raw))
+
+
+@dataclass(frozen=True)
+class Backend:
+    ip: str
+    port: int
+    proto: int
+    flags: int
+    svc_id: int
+
+    def pack(self) -> bytes:
+        return BACKEND.pack(
+            socket.inet_aton(self.ip), _nport(self.port), self.proto, self.flags, self.svc_id
+        )
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Backend:
+        ip, port, proto, flags, svc_id = BACKEND.unpack(raw)
+        return cls(socket.inet_ntoa(ip), _hport(port), proto, flags, svc_id)
+
+
+def pack_slot_key(svc_id: int, slot: int) -> bytes:
+    return SLOT_KEY.pack(svc_id, slot)
+
+
+def unpack_slot_key(raw: bytes) -> tuple[int, int]:
+    svc_id, slot = SLOT_KEY.unpack(raw)
+    return int(svc_id), int(slot)
+
+
+def pack_maglev(table: tuple[int, ...]) -> bytes:
+    """A service's table, zero-filled to the map's fixed value size."""
+    if len(table) > LB_MAGLEV_MAX:
+        raise ValueError(f"a Maglev table holds at most {LB_MAGLEV_MAX} entries")
+    return MAGLEV_VALUE.pack(*table, *([0] * (LB_MAGLEV_MAX - len(table))))
+
+
+def unpack_maglev(raw: bytes, size: int) -> tuple[int, ...]:
+    return tuple(MAGLEV_VALUE.unpack(raw)[:size])

@@ -1,0 +1,70 @@
+"""The agent's load-balancing settings (kube-proxy replacement) and their flags.
+
+Flag names follow Cilium's agent: ``--bpf-lb-algorithm``,
+``--bpf-lb-maglev-table-size``, ``--bpf-lb-sock``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from axoneme.loadbalancer.maglev import DEFAULT_TABLE_SIZE, TABLE_SIZES
+
+__all__ = ["DEFAULT_CGROUP_ROOT", "LBAgentConfig", "add_flags", "from_args"]
+
+# The cgroup v2 mount on this distribution's hybrid hierarchy.
+DEFAULT_CGROUP_ROOT = Path("/sys/fs/cgroup/unified")
+
+
+@dataclass(frozen=True)
+class LBAgentConfig:
+    socket_lb: bool = True
+    algorithm: str = "random"  # random | maglev: the default; a service annotation overrides
+    maglev_table_size: int = DEFAULT_TABLE_SIZE
+    # Where the socket LB attaches: the cgroup v2 root on a real node, the
+    # node's own subtree in the lab (its pods' processes live there).
+    cgroup_root: Path = DEFAULT_CGROUP_ROOT
+
+
+def add_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bpf-lb-sock",
+        choices=["true", "false"],
+        default="true",
+        help="socket-level load balancing for services (cgroup connect4/sendmsg4/...)",
+    )
+    p.add_argument(
+        "--bpf-lb-algorithm",
+        choices=["random", "maglev"],
+        default="random",
+        help="backend selection for services without the lb-algorithm annotation",
+    )
+    p.add_argument(
+        "--bpf-lb-maglev-table-size",
+        type=int,
+        default=DEFAULT_TABLE_SIZE,
+        help=f"Maglev lookup table entries per service, one of {', '.join(map(str, TABLE_SIZES))}",
+    )
+    p.add_argument(
+        "--cgroup-root",
+        type=Path,
+        default=DEFAULT_CGROUP_ROOT,
+        help="cgroup v2 directory whose processes get socket load balancing",
+    )
+
+
+def from_args(ns: argparse.Namespace) -> LBAgentConfig:
+    """The settings from parsed flags; ValueError naming the flag when one is wrong."""
+    if ns.bpf_lb_maglev_table_size not in TABLE_SIZES:
+        raise ValueError(
+            f"--bpf-lb-maglev-table-size: {ns.bpf_lb_maglev_table_size} is not one of "
+            f"{', '.join(map(str, TABLE_SIZES))}"
+        )
+    return LBAgentConfig(
+        socket_lb=ns.bpf_lb_sock == "true",
+        algorithm=ns.bpf_lb_algorithm,
+        maglev_table_size=ns.bpf_lb_maglev_table_size,
+        cgroup_root=ns.cgroup_root,
+    )

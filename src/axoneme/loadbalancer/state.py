@@ -1,0 +1,139 @@
+"""Services and EndpointSlices in, one node's load-balancer frontends out (pure).
+
+A frontend is one address a client can connect to: the cluster IP, each
+external IP and each LoadBalancer ingress address, per service port. Its
+backends come from the service's EndpointSlices, matched by port name and
+protocol, as kube-proxy matches them:
+
+- *active* backends are ready ones; when none is ready, serving terminating
+  ones (Kubernetes' ProxyTerminatingEndpoints), so a rolling update never
+  leaves a window with nothing to send to;
+- terminating backends are listed too (``service list`` shows them, existing
+  connections keep them) but take no new connections while others are ready;
+- ``internalTrafficPolicy: Local`` limits a cluster-IP frontend to the
+  node's own backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from axoneme.k8s.service import EndpointSlice, Service
+from axoneme.loadbalancer.maglev import DEFAULT_TABLE_SIZE
+
+__all__ = [
+    "ALGORITHM_ANNOTATION",
+    "BackendAddr",
+    "Frontend",
+    "LBConfig",
+    "desired_frontends",
+]
+
+ALGORITHM_ANNOTATION = "service.axoneme.io/lb-algorithm"
+Algorithm = Literal["random", "maglev"]
+FrontendType = Literal["ClusterIP", "ExternalIPs", "LoadBalancer"]
+
+
+@dataclass(frozen=True)
+class LBConfig:
+    node: str
+    algorithm: Algorithm = "random"
+    maglev_table_size: int = DEFAULT_TABLE_SIZE
+
+
+@dataclass(frozen=True, order=True)
+class BackendAddr:
+    ip: str
+    port: int
+    protocol: str
+    terminating: bool = False
+    node: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Frontend:
+    ip: str
+    port: int
+    protocol: str
+    type: FrontendType
+    service: str  # namespace/name
+    port_name: str
+    backends: tuple[BackendAddr, ...]  # every backend, terminating included
+    active: tuple[BackendAddr, ...]  # those new connections may pick
+    algorithm: Algorithm = "random"
+    affinity_timeout: int = 0  # seconds; 0: no session affinity
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return (self.ip, self.port, self.protocol)
+
+
+def _algorithm(svc: Service, default: Algorithm) -> Algorithm:
+    value = svc.annotations.get(ALGORITHM_ANNOTATION, default)
+    return "maglev" if value == "maglev" else "random" if value == "random" else default
+
+
+def _backends(
+    svc: Service, slices: Iterable[EndpointSlice], name: str, proto: str
+) -> list[BackendAddr]:
+    out: dict[tuple[str, int], BackendAddr] = {}
+    for s in slices:
+        if s.namespace != svc.namespace or s.service != svc.name:
+            continue
+        port = next((p.port for p in s.ports if p.name == name and p.protocol == proto), None)
+        if port is None:
+            continue
+        for e in s.endpoints:
+            if not e.serving and not e.ready:
+                continue  # neither ready nor serving: not a backend at all
+            addr = BackendAddr(e.address, port, proto, e.terminating or not e.ready, e.node_name)
+            out.setdefault((addr.ip, addr.port), addr)
+    return sorted(out.values())
+
+
+def _active(backends: list[BackendAddr]) -> tuple[BackendAddr, ...]:
+    ready = [b for b in backends if not b.terminating]
+    return tuple(ready or backends)
+
+
+def desired_frontends(
+    services: Iterable[Service], slices: Iterable[EndpointSlice], config: LBConfig
+) -> list[Frontend]:
+    slices = list(slices)
+    out: dict[tuple[str, int, str], Frontend] = {}
+    for svc in sorted(services, key=lambda s: s.ref):
+        if svc.headless or not svc.cluster_ip:
+            continue  # headless: DNS only; no IP yet: nothing to serve
+        algorithm = _algorithm(svc, config.algorithm)
+        timeout = svc.affinity_timeout if svc.session_affinity == "ClientIP" else 0
+        for sp in svc.ports:
+            backends = _backends(svc, slices, sp.name, sp.protocol)
+            addresses: list[tuple[str, FrontendType]] = [(svc.cluster_ip, "ClusterIP")]
+            addresses += [(ip, "ExternalIPs") for ip in svc.external_ips]
+            if svc.type == "LoadBalancer":
+                addresses += [(ip, "LoadBalancer") for ip in svc.load_balancer_ingress]
+            for ip, kind in addresses:
+                chosen = backends
+                if kind == "ClusterIP" and svc.internal_traffic_policy == "Local":
+                    chosen = [b for b in backends if b.node == config.node]
+                fe = Frontend(
+                    ip=ip,
+                    port=sp.port,
+                    protocol=sp.protocol,
+                    type=kind,
+                    service=svc.ref,
+                    port_name=sp.name,
+                    backends=tuple(chosen),
+                    active=_active(chosen),
+                    algorithm=algorithm,
+                    affinity_timeout=timeout,
+                )
+                # Two services claiming one address and port: the first (by name) keeps it.
+                out.setdefault(fe.key, fe)
+    return list(out.values())
