@@ -204,7 +204,7 @@ def components() -> list[Component]:
     from axoneme.agent import health, loadbalancer, metrics, routing
     from axoneme.observer import agent as observer
 
-    return [metrics.run, nodelease.run, routing.run, health.run, observer.run]
+    return [metrics.run, nodelease.run, routing.run, health.run, observer.run, loadbalancer.run]
 
 
 def event_json(event: DatapathEvent) -> dict[str, object]:
