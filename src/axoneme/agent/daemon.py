@@ -53,16 +53,24 @@ def open_store(spec: str) -> Store:
 
 
 async def wait_for_pod_cidr(store: Store, node: str) -> str:
-    """Block until this node's Node resource exists with a pod CIDR (as Cilium does)."""
+    """Block until this node has a pod CIDR (as Cilium does).
+
+    The operator's cluster-pool IPAM puts it on the node's CiliumNode
+    (spec.ipam.podCIDRs); without one, the Node's spec.podCIDR is used.
+    """
     warned = False
     while True:
         try:
+            allocated = await store.get(Key("CiliumNode", "", node))
+            cidrs = (allocated or {}).get("spec", {}).get("ipam", {}).get("podCIDRs") or []
+            if cidrs:
+                return str(cidrs[0])
             raw = await store.get(Key("Node", "", node))
             if raw is not None:
-                cidrs = parse_node(raw).pod_cidrs
+                cidrs = list(parse_node(raw).pod_cidrs)
                 if cidrs:
-                    return cidrs[0]
-            reason = f"Node {node} has no spec.podCIDR yet"
+                    return str(cidrs[0])
+            reason = f"neither CiliumNode {node} nor Node {node} has a pod CIDR yet"
         except StoreError as exc:
             reason = str(exc)
         if not warned:

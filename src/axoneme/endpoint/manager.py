@@ -78,7 +78,7 @@ class EndpointManager:
         self._driver = driver
         data = json.loads(state_file.read_text()) if state_file.exists() else {}
         # Raises CIDRMismatchError with a clean-up hint if the node's CIDR changed under us.
-        self.ipam = Allocator.restore(data.get("ipam", {}), pod_cidr)
+        self.ipam = Allocator.restore(data.get("ipam", {}), pod_cidr, str(state_file))
         self._endpoints: dict[str, Endpoint] = {
             ep.owner: ep for ep in (Endpoint.from_json(e) for e in data.get("endpoints", []))
         }

@@ -129,17 +129,30 @@ class Allocator:
         }
 
     @classmethod
-    def restore(cls, data: dict[str, Any], cidr: str) -> Allocator:
-        """Rebuild from a snapshot; refuse a snapshot of a different CIDR that still has owners."""
+    def restore(cls, data: dict[str, Any], cidr: str, source: str = "") -> Allocator:
+        """Rebuild from a snapshot; refuse a snapshot of a different CIDR that still has owners.
+
+        ``source`` names where the snapshot came from (the agent's state file),
+        so the refusal can say exactly what to clean.
+        """
         saved = str(data.get("cidr", cidr))
         allocations: dict[str, str] = dict(data.get("allocations", {}))
         if ipaddress.ip_network(saved) != ipaddress.ip_network(cidr) and allocations:
-            raise CIDRMismatchError(
-                f"IPAM state was made for pod CIDR {saved} but this node's pod CIDR is now "
-                f"{cidr}, and {len(allocations)} address(es) are still allocated from the old "
-                f"range; delete the pods on this node (or remove the agent's state directory "
-                f"once they are gone) before changing the node's pod CIDR"
-            )
+            raise CIDRMismatchError(reinstall_message(saved, cidr, len(allocations), source))
         alloc = cls(cidr, allocations if saved == cidr else {})
         alloc._next = int(data.get("next", 0)) if saved == cidr else 0
         return alloc
+
+
+def reinstall_message(saved: str, cidr: str, allocated: int, source: str = "") -> str:
+    """The reference document's trap (re-install with another pod CIDR over leftovers), told
+    as what to clean instead of Cilium's bare "allocator not configured for the requested cidr"."""
+    state = source or "the agent's IPAM state (state.json in its --state-dir)"
+    return (
+        f"IPAM state {state} was made for pod CIDR {saved}, but this node's pod CIDR is now "
+        f"{cidr} (from its CiliumNode spec.ipam.podCIDRs, else Node spec.podCIDR), and "
+        f"{allocated} address(es) are still allocated from the old range (allocator not "
+        f"configured for the requested cidr). These are leftovers of an install with another "
+        f"pod CIDR config: delete the pods on this node, remove {state}, and restart the agent; "
+        f"or give the node back its old pod CIDR"
+    )
