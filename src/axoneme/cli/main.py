@@ -150,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     mon.add_argument("-n", "--max-events", type=int, help="stop after N events")
     mon.add_argument("--duration", type=float, help="stop after S seconds")
 
+    from axoneme.cli import observe
+
+    observe.add_parser(sub)
+
     ep = sub.add_parser("endpoint", help="endpoints on the nodes")
     ep_sub = ep.add_subparsers(dest="endpoint_command", required=True, metavar="list")
     ep_list = ep_sub.add_parser("list", help="list endpoints")
@@ -393,6 +397,10 @@ def dispatch(args: argparse.Namespace) -> int:
         return _policy(args)
     if args.command in ("identity", "bpf", "monitor"):
         return _inspect(args)
+    if args.command == "observe":
+        from axoneme.cli import observe
+
+        return observe.run(args)
     if args.command == "connectivity":
         from axoneme.connectivity.command import run_test_command
 

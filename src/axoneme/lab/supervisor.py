@@ -43,6 +43,7 @@ from axoneme.lab.topology import (
     store_url_for_nodes,
 )
 from axoneme.lab.world import run_world, world_ready
+from axoneme.relay.lab import run_lab_relay
 from axoneme.store.etcd import EtcdStore
 from axoneme.store.informer import run_informer
 from axoneme.store.types import Key, Store, StoreError
@@ -314,6 +315,7 @@ class Supervisor:
                 services = tg.create_task(
                     ServiceControllers(self.store).run(), name="service-controllers"
                 )
+                relay = tg.create_task(run_lab_relay(), name="relay")
                 await world_ready()
                 self.ready = True
                 self.write_state()
@@ -325,6 +327,7 @@ class Supervisor:
                 gc.cancel()
                 etcd_control.cancel()
                 services.cancel()
+                relay.cancel()
                 await self.runtime.shutdown()
                 self.stopping = True
                 for proc in self.agents.values():

@@ -23,7 +23,9 @@ __all__ = ["Backend", "NodeBackend", "ObserverService", "start_server"]
 
 
 class Backend(Protocol):
-    def get_flows(self, query: FlowQuery) -> AsyncIterator[pb.GetFlowsResponse]: ...
+    def get_flows(
+        self, request: pb.GetFlowsRequest, query: FlowQuery
+    ) -> AsyncIterator[pb.GetFlowsResponse]: ...
 
     async def server_status(self) -> pb.ServerStatusResponse: ...
 
@@ -39,7 +41,9 @@ class NodeBackend:
         self.observer = observer
         self.address = address
 
-    def get_flows(self, query: FlowQuery) -> AsyncIterator[pb.GetFlowsResponse]:
+    def get_flows(
+        self, request: pb.GetFlowsRequest, query: FlowQuery
+    ) -> AsyncIterator[pb.GetFlowsResponse]:
         return self.observer.get_flows(query)
 
     async def server_status(self) -> pb.ServerStatusResponse:
@@ -64,7 +68,7 @@ class ObserverService(pbg.ObserverServicer):
         except FilterError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             return
-        async for response in self.backend.get_flows(query):
+        async for response in self.backend.get_flows(request, query):
             yield response
 
     async def ServerStatus(
