@@ -79,10 +79,13 @@ async def run(ctx: AgentContext) -> None:
     if not config.socket_lb:
         log.info("socket load balancing disabled (--bpf-lb-sock=false)")
         return
-    pin_dir = ctx.config.bpf_pin_dir
+    if config.cgroup_root is None:
+        log.info("socket load balancing off: no --cgroup-root to attach to")
+        return
+    pin_dir, cgroup_root = ctx.config.bpf_pin_dir, config.cgroup_root
     try:
         loaded = await asyncio.to_thread(socklb.load, pin_dir)
-        await asyncio.to_thread(socklb.attach, pin_dir, config.cgroup_root)
+        await asyncio.to_thread(socklb.attach, pin_dir, cgroup_root)
         writer = await asyncio.to_thread(LBWriter.open, pin_dir)
     except (OSError, socklb.SockLBError) as exc:
         # Services are one subsystem: the node's pods keep their network and policy.
@@ -91,7 +94,7 @@ async def run(ctx: AgentContext) -> None:
     log.info(
         "socket LB %s, attached to %s (%d services adopted)",
         "loaded" if loaded else "adopted",
-        config.cgroup_root,
+        cgroup_root,
         len(writer.current["axo_lb_svc"]),
     )
     state = ServiceSync()

@@ -129,8 +129,12 @@ def down(grace: float = 30.0) -> Leftovers:
         shutil.rmtree(LAB_DIR, ignore_errors=True)
     # Every lab process is gone, so the node cgroups are empty and can go;
     # removing them detaches the socket LB programs attached to them.
-    with contextlib.suppress(OSError):
-        cgroup.remove_tree(CGROUP_ROOT)
+    for _ in range(50):  # a task that just died may hold its cgroup a moment longer
+        try:
+            cgroup.remove_tree(CGROUP_ROOT)
+            break
+        except OSError:
+            time.sleep(0.05)
     if BPF_PIN_ROOT.exists():
         # Unlinking a pin drops its reference; programs go once their devices are gone.
         shutil.rmtree(BPF_PIN_ROOT, ignore_errors=True)

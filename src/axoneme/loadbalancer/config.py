@@ -23,9 +23,12 @@ class LBAgentConfig:
     socket_lb: bool = True
     algorithm: str = "random"  # random | maglev: the default; a service annotation overrides
     maglev_table_size: int = DEFAULT_TABLE_SIZE
-    # Where the socket LB attaches: the cgroup v2 root on a real node, the
-    # node's own subtree in the lab (its pods' processes live there).
-    cgroup_root: Path = DEFAULT_CGROUP_ROOT
+    # Where the socket LB attaches: the cgroup v2 root on a real node
+    # (DEFAULT_CGROUP_ROOT), the node's own subtree in the lab (its pods'
+    # processes live there). None: no socket LB. There is no implicit default:
+    # attached at the root, the programs serve every process of the machine
+    # and outlive the agent, which an agent started for a test must not do.
+    cgroup_root: Path | None = None
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -50,13 +53,16 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--cgroup-root",
         type=Path,
-        default=DEFAULT_CGROUP_ROOT,
-        help="cgroup v2 directory whose processes get socket load balancing",
+        default=None,
+        help="cgroup v2 directory whose processes get socket load balancing "
+        f"(a real node: {DEFAULT_CGROUP_ROOT}); without it there is no socket LB",
     )
 
 
 def from_args(ns: argparse.Namespace) -> LBAgentConfig:
     """The settings from parsed flags; ValueError naming the flag when one is wrong."""
+    if ns.cgroup_root is not None and not (ns.cgroup_root / "cgroup.procs").is_file():
+        raise ValueError(f"--cgroup-root: {ns.cgroup_root} is not a cgroup v2 directory")
     if ns.bpf_lb_maglev_table_size not in TABLE_SIZES:
         raise ValueError(
             f"--bpf-lb-maglev-table-size: {ns.bpf_lb_maglev_table_size} is not one of "

@@ -1,0 +1,350 @@
+"""Services through the socket load balancer, on a 2-node lab with real TCP and UDP.
+
+Clients are sockets created in a pod's (or node's) network namespace while
+this test process sits in that node's cgroup, exactly as the pod's own
+processes do: the node's socket LB translates them. Backends are the lab's
+workload, whose HTTP answer names the pod that served it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import socket
+import struct
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from axoneme.datapath.linux import bpfsys
+from axoneme.datapath.linux.lbmaps import SvcKey, SvcValue
+from axoneme.kit import cgroup
+from axoneme.kit.netns import socket_in
+from axoneme.lab.control import read_state
+from axoneme.lab.topology import BPF_PIN_ROOT, CGROUP_ROOT, pod_netns
+from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
+
+pytestmark = [pytest.mark.lab]
+
+NS = "svc-test"
+# Chi-square critical value, 2 degrees of freedom (3 backends), p = 0.001.
+CHI2_DF2_P001 = 13.82
+
+
+def netns_of(pod: dict[str, Any]) -> str:
+    m = pod["metadata"]
+    return f"/run/netns/{pod_netns(m['namespace'], m['name'], m['uid'])}"
+
+
+@contextlib.contextmanager
+def on_node(node: str) -> Iterator[None]:
+    """This process in the node's cgroup: its new sockets get the node's socket LB."""
+    with cgroup.joined(CGROUP_ROOT / node):
+        yield
+
+
+def tcp(pod: dict[str, Any], ip: str, port: int, bind_port: int = 0) -> socket.socket:
+    with on_node(pod["spec"]["nodeName"]):
+        s = socket_in(netns_of(pod), socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(True)
+    s.settimeout(3)
+    # Close with RST: no TIME_WAIT, so a flow's source port can be reused at once.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    try:
+        if bind_port:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((pod["status"]["podIP"], bind_port))
+        s.connect((ip, port))
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+def ask(s: socket.socket) -> str:
+    """One HTTP request on a connection; the name of the pod that answered."""
+    s.sendall(b"GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        assert chunk, "connection closed before a response"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += s.recv(4096)
+    return str(json.loads(body[:length])["name"])
+
+
+def backend_of(client: dict[str, Any], ip: str, port: int, bind_port: int = 0) -> str:
+    s = tcp(client, ip, port, bind_port)
+    try:
+        return ask(s)
+    finally:
+        s.close()
+
+
+def lb_entry(node: str, ip: str, port: int, proto: int = socket.IPPROTO_TCP) -> SvcValue | None:
+    with bpfsys.BpfMap.open_pinned(BPF_PIN_ROOT / node / "axo_lb_svc") as m:
+        raw = m.lookup(SvcKey(ip, port, proto).pack())
+    return SvcValue.unpack(raw) if raw is not None else None
+
+
+def wait_active(
+    ip: str, port: int, count: int, nodes: tuple[str, ...] = ("node1", "node2")
+) -> None:
+    def ready() -> bool:
+        entries = [lb_entry(n, ip, port) for n in nodes]
+        return all(e is not None and e.count == count for e in entries)
+
+    wait_for(ready, 20, f"{ip}:{port} with {count} active backends on {nodes}")
+
+
+def service(name: str, selector: dict[str, str] | None, **spec: Any) -> dict[str, Any]:
+    annotations = spec.pop("annotations", {})
+    body: dict[str, Any] = {"ports": [{"name": "http", "port": 80, "targetPort": 8080}], **spec}
+    if selector is not None:
+        body["selector"] = selector
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NS, "annotations": annotations},
+        "spec": body,
+    }
+
+
+def endpoint_slice(name: str, svc: str, endpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"kubernetes.io/service-name": svc},
+        },
+        "addressType": "IPv4",
+        "endpoints": endpoints,
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }
+
+
+def cluster_ip(name: str) -> str:
+    items = json.loads(ax("get", "svc", "-n", NS, "-o", "json").stdout)["items"]
+    return str(next(s for s in items if s["metadata"]["name"] == name)["spec"]["clusterIP"])
+
+
+def apply(*objects: dict[str, Any]) -> None:
+    ax("apply", "-f", "-", stdin=manifest(*objects))
+
+
+@pytest.fixture(scope="module")
+def pods(lab: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    web = [(1, "node1"), (2, "node2"), (3, "node1")]
+    apply(
+        namespace(NS),
+        *[
+            pod_manifest(NS, f"web-{i}", node, {"app": "web", "pod": f"web-{i}"},
+                         [(8080, "TCP"), (5353, "UDP")])
+            for i, node in web
+        ],
+        pod_manifest(NS, "client", "node1", {"app": "client"}, []),
+        pod_manifest(NS, "client2", "node2", {"app": "client"}, []),
+    )  # fmt: skip
+    return wait_pods(NS, {"web-1", "web-2", "web-3", "client", "client2"})
+
+
+def test_cluster_ip_spreads_tcp_and_translates_udp(pods: dict[str, dict[str, Any]]) -> None:
+    dns = {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}
+    apply(
+        service(
+            "web", {"app": "web"}, ports=[{"name": "http", "port": 80, "targetPort": 8080}, dns]
+        )
+    )
+    vip = cluster_ip("web")
+    wait_active(vip, 80, 3)
+    client = pods["client"]
+
+    s = tcp(client, vip, 80)
+    assert s.getpeername() == (vip, 80)  # the application sees the service
+    s.close()
+
+    n = 300
+    counts = Counter(backend_of(client, vip, 80) for _ in range(n))
+    assert set(counts) == {"web-1", "web-2", "web-3"}
+    chi2 = sum((c - n / 3) ** 2 / (n / 3) for c in counts.values())
+    assert chi2 < CHI2_DF2_P001, counts
+
+    # From the other node's pod, and from a node itself.
+    assert backend_of(pods["client2"], vip, 80).startswith("web-")
+    node2 = {"metadata": {}, "spec": {"nodeName": "node2"}, "status": {}}
+    with on_node("node2"):
+        s = socket_in("/run/netns/axn-node2", socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(True)
+    s.settimeout(3)
+    s.connect((vip, 80))
+    assert ask(s).startswith("web-")
+    s.close()
+    del node2
+
+    # UDP: unconnected and connected; replies come from the service address.
+    with on_node("node1"):
+        u = socket_in(netns_of(client), socket.AF_INET, socket.SOCK_DGRAM)
+        c = socket_in(netns_of(client), socket.AF_INET, socket.SOCK_DGRAM)
+    for sock in (u, c):
+        sock.setblocking(True)
+        sock.settimeout(3)
+    u.sendto(b"ping-1", (vip, 53))
+    data, peer = u.recvfrom(100)
+    assert (data, peer) == (b"ping-1", (vip, 53))
+    c.connect((vip, 53))
+    c.send(b"ping-2")
+    assert c.recv(100) == b"ping-2"
+    assert c.getpeername() == (vip, 53)
+    u.close()
+    c.close()
+
+
+def test_service_without_backends_refuses_at_once(pods: dict[str, dict[str, Any]]) -> None:
+    dns = {"name": "dns", "port": 53, "protocol": "UDP"}
+    apply(service("nobody", {"app": "nobody"}, ports=[{"name": "http", "port": 80}, dns]))
+    vip = cluster_ip("nobody")
+    wait_for(lambda: lb_entry("node1", vip, 80) is not None, 20, "the empty service")
+    started = time.monotonic()
+    with pytest.raises(ConnectionRefusedError):
+        tcp(pods["client"], vip, 80)
+    assert time.monotonic() - started < 0.5
+    with on_node("node1"):
+        u = socket_in(netns_of(pods["client"]), socket.AF_INET, socket.SOCK_DGRAM)
+    u.setblocking(True)
+    with pytest.raises(OSError) as info:
+        u.sendto(b"x", (vip, 53))
+    assert info.value.errno == errno.ECONNREFUSED
+    u.close()
+    out = ax("probe", f"{NS}/client", f"{vip}:80/TCP", check=False)
+    assert out.returncode == 1 and out.stdout.startswith("refused"), out.stdout
+
+
+def test_hairpin_pod_reaches_itself_through_its_service(pods: dict[str, dict[str, Any]]) -> None:
+    apply(service("only-web-1", {"pod": "web-1"}))
+    vip = cluster_ip("only-web-1")
+    wait_active(vip, 80, 1, ("node1",))
+    assert backend_of(pods["web-1"], vip, 80) == "web-1"
+
+
+def test_client_ip_affinity_until_timeout(pods: dict[str, dict[str, Any]]) -> None:
+    apply(
+        service(
+            "sticky",
+            {"app": "web"},
+            sessionAffinity="ClientIP",
+            sessionAffinityConfig={"clientIP": {"timeoutSeconds": 1}},
+        )
+    )
+    vip = cluster_ip("sticky")
+    wait_active(vip, 80, 3)
+    assert len({backend_of(pods["client"], vip, 80) for _ in range(30)}) == 1
+    # After each timeout a new choice is made: 8 rounds over 3 backends see at
+    # least two of them unless the (1/3)^7 chance strikes.
+    seen = set()
+    for _ in range(8):
+        time.sleep(1.2)
+        seen.add(backend_of(pods["client"], vip, 80))
+    assert len(seen) >= 2
+
+
+def test_maglev_disruption_and_terminating_backends(pods: dict[str, dict[str, Any]]) -> None:
+    ips = {n: pods[n]["status"]["podIP"] for n in ("web-1", "web-2", "web-3")}
+
+    def eps(ready: tuple[str, ...], terminating: tuple[str, ...] = ()) -> dict[str, Any]:
+        endpoints = [{"addresses": [ips[n]]} for n in ready]
+        leaving = {"ready": False, "serving": True, "terminating": True}
+        endpoints += [{"addresses": [ips[n]], "conditions": leaving} for n in terminating]
+        return endpoint_slice("mag-1", "mag", endpoints)
+
+    annotations = {"service.axoneme.io/lb-algorithm": "maglev"}
+    apply(service("mag", None, annotations=annotations), eps(("web-1", "web-2", "web-3")))
+    vip = cluster_ip("mag")
+    wait_active(vip, 80, 3, ("node1",))
+    entry = lb_entry("node1", vip, 80)
+    assert entry is not None and entry.maglev_size == 16381
+    client = pods["client"]
+    flows = range(42000, 42150)
+    first = {p: backend_of(client, vip, 80, p) for p in flows}
+    assert set(first.values()) == {"web-1", "web-2", "web-3"}
+    # Maglev is a function of the flow: the same flows land on the same backends.
+    assert {p: backend_of(client, vip, 80, p) for p in flows} == first
+
+    apply(eps(("web-1", "web-2")))
+    wait_active(vip, 80, 2, ("node1",))
+    after = {p: backend_of(client, vip, 80, p) for p in flows}
+    stayed = [p for p in flows if first[p] != "web-3"]
+    kept = sum(after[p] == first[p] for p in stayed)
+    assert kept / len(stayed) >= 0.97, (kept, len(stayed))
+    assert all(after[p] in ("web-1", "web-2") for p in flows)
+
+    # A connection to web-2 stays up when web-2 starts terminating; new ones avoid it.
+    port2 = next(p for p in flows if after[p] == "web-2")
+    held = tcp(client, vip, 80, port2)
+    assert ask(held) == "web-2"
+    apply(eps(("web-1",), ("web-2",)))
+    wait_active(vip, 80, 1, ("node1",))
+    assert {backend_of(client, vip, 80, p) for p in flows} == {"web-1"}
+    assert ask(held) == "web-2"
+    held.close()
+
+
+def test_services_survive_agent_kill_9(pods: dict[str, dict[str, Any]]) -> None:
+    apply(service("durable", {"app": "web"}))
+    vip = cluster_ip("durable")
+    wait_active(vip, 80, 3, ("node1",))
+    state = read_state()
+    assert state is not None
+    node1 = next(n for n in state["nodes"] if n["name"] == "node1")
+    os.kill(node1["agentPid"], signal.SIGKILL)
+    # While the agent is away the kernel keeps serving the service.
+    assert backend_of(pods["client"], vip, 80).startswith("web-")
+
+    def restarted() -> bool:
+        s = read_state()
+        return s is not None and any(
+            n["name"] == "node1" and n["agentPid"] not in (None, node1["agentPid"])
+            for n in s["nodes"]
+        )
+
+    wait_for(restarted, 30, "the agent on node1 to be restarted")
+    # The new agent adopts the maps (same service id) and serves new services.
+    before = lb_entry("node1", vip, 80)
+    apply(service("after-restart", {"app": "web"}))
+    vip2 = cluster_ip("after-restart")
+    wait_active(vip2, 80, 3, ("node1",))
+    assert lb_entry("node1", vip, 80) == before
+    assert backend_of(pods["client"], vip2, 80).startswith("web-")
+
+
+@pytest.mark.parametrize(
+    ("obj", "field"),
+    [
+        (service("bad", {"app": "web"}, ports=[{"port": 80, "protocol": "ICMP"}]),
+         "spec.ports[0].protocol"),
+        (service("bad", {"app": "web"}, clusterIP="10.42.0.9"), "spec.clusterIP"),
+        (endpoint_slice("bad", "web", [{"addresses": ["not-an-ip"]}]), "endpoints[0].addresses[0]"),
+    ],
+)  # fmt: skip
+def test_bad_documents_are_rejected_naming_the_field(
+    pods: dict[str, dict[str, Any]], obj: dict[str, Any], field: str
+) -> None:
+    out = ax("apply", "-f", "-", stdin=manifest(obj), check=False)
+    assert out.returncode != 0
+    assert field in out.stderr, out.stderr
+    listed = ax("get", "svc", "-n", NS).stdout + ax("get", "endpointslices", "-n", NS).stdout
+    assert "bad" not in listed.split()
