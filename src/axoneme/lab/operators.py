@@ -28,12 +28,17 @@ def operator_log(name: str) -> Path:
     return LAB_DIR / f"{name}.log"
 
 
-def operator_args(name: str, config: LabConfig) -> list[str]:
+def operator_identity(name: str, restarts: int) -> str:
+    """Unique per process, so a restarted operator is told apart from its predecessor."""
+    return f"{name}#{restarts}"
+
+
+def operator_args(identity: str, config: LabConfig) -> list[str]:
     return [
         "--store",
         f"unix:{store_unix_path()}",
         "--id",
-        name,
+        identity,
         "--lease-ttl",
         str(OPERATOR_LEASE_TTL),
         "--cluster-pool-ipv4-pod-cidr-list",
@@ -60,6 +65,7 @@ class LabOperators:
             {
                 "name": name,
                 "pid": self.procs[name].pid if name in self.procs else None,
+                "identity": operator_identity(name, self.restarts[name]),
                 "restarts": self.restarts[name],
                 "log": str(operator_log(name)),
             }
@@ -78,7 +84,7 @@ class LabOperators:
                     sys.executable,
                     "-m",
                     "axoneme.operator.main",
-                    *operator_args(name, self.config),
+                    *operator_args(operator_identity(name, self.restarts[name]), self.config),
                     stdout=logfile,
                     stderr=logfile,
                     stdin=asyncio.subprocess.DEVNULL,
