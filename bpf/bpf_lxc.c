@@ -14,8 +14,7 @@
  * (lib/enforce.h).
  *
  * Verdicts are TC_ACT_OK (let the kernel route the packet), TC_ACT_SHOT or a
- * redirect. Interfaces that are not endpoints, non-IPv4 and non-first
- * fragments pass.
+ * redirect. Interfaces that are not endpoints and ARP pass; IPv6 is dropped.
  */
 #include <stdbool.h>
 #include <linux/bpf.h>
@@ -26,9 +25,26 @@
 #include "lib/drop.h"
 #include "lib/enforce.h"
 #include "lib/forward.h"
+#include "lib/frag.h"
 #include "lib/ipcache.h"
 #include "lib/lxc.h"
 #include "lib/parse.h"
+
+/* Parse an endpoint's packet: IPv4 (fragments get their first fragment's
+ * ports), ARP passes (PARSE_PASS), IPv6 is dropped: pods are IPv4-only, so
+ * IPv6 between them could only bypass policy (Cilium drops it as well when
+ * IPv6 is disabled). Returns 0, PARSE_PASS or a DROP_* code. */
+static __always_inline int parse_endpoint(struct __sk_buff *skb, struct flow *f)
+{
+	int ret;
+
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return DROP_UNSUPPORTED_L3_PROTOCOL;
+	ret = parse_ipv4(skb, f);
+	if (ret == PARSE_FRAGMENT || (ret == 0 && f->frag))
+		return frag_track(f);
+	return ret;
+}
 
 /* After the sender's egress policy allowed f: where does the packet go?
  * A local endpoint (host routing bpf): its ingress policy inline, then
@@ -82,7 +98,7 @@ int from_container(struct __sk_buff *skb)
 	ep = bpf_map_lookup_elem(&axo_lxc, &ifindex);
 	if (!ep)
 		return TC_ACT_OK;
-	ret = parse_ipv4(skb, &f);
+	ret = parse_endpoint(skb, &f);
 	if (ret == PARSE_PASS)
 		return TC_ACT_OK;
 	if (ret < 0)
@@ -108,7 +124,7 @@ int to_container(struct __sk_buff *skb)
 	ep = bpf_map_lookup_elem(&axo_lxc, &ifindex);
 	if (!ep)
 		return TC_ACT_OK;
-	ret = parse_ipv4(skb, &f);
+	ret = parse_endpoint(skb, &f);
 	if (ret == PARSE_PASS)
 		return TC_ACT_OK;
 	if (ret < 0)

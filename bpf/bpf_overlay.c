@@ -21,6 +21,7 @@
 #include "lib/drop.h"
 #include "lib/enforce.h"
 #include "lib/forward.h"
+#include "lib/frag.h"
 #include "lib/lxc.h"
 #include "lib/parse.h"
 
@@ -37,6 +38,8 @@ int from_overlay(struct __sk_buff *skb)
 	int ret;
 
 	ret = parse_ipv4(skb, &f);
+	if (ret == PARSE_FRAGMENT || (ret == 0 && f.frag))
+		ret = frag_track(&f);
 	if (ret < 0)
 		return drop_early(&no_endpoint, DIR_INGRESS, &f, skb->ifindex, skb->len, 0, ret);
 	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)

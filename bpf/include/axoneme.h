@@ -54,6 +54,7 @@
 #define CT_NEW 0
 #define CT_ESTABLISHED 1
 #define CT_REPLY 2
+#define CT_RELATED 3 /* an ICMP error about a tracked connection */
 
 /* Map sizes (docs/datapath.md, "Maps"). */
 #define LXC_MAP_SIZE 65536
@@ -65,6 +66,20 @@
 #define EVENTS_RING_SIZE (4U << 20)
 #define METRICS_MAP_SIZE 256
 #define LXC_IP_MAP_SIZE 65536
+#define FRAG_MAP_SIZE 8192
+
+/* axo_frag key (LRU_HASH): one fragmented IPv4 datagram. 12 bytes. */
+struct ipv4_frag_key {
+	__u32 saddr, daddr; /* NBO */
+	__u16 id;	    /* NBO: the IPv4 identification */
+	__u8 proto;
+	__u8 pad; /* must be 0 */
+};
+
+/* axo_frag value: the ports its first fragment carried. 4 bytes. */
+struct ipv4_frag_ports {
+	__u16 sport, dport; /* NBO */
+};
 
 /* datapath_config.flags (docs/datapath.md, "Routing") */
 #define CFG_HOST_ROUTING_BPF (1U << 0) /* local delivery by redirect_peer, remote by redirect_neigh */

@@ -90,6 +90,35 @@ static __always_inline struct ct_value *ct_lookup(const struct flow *f, __u8 dir
 	return NULL;
 }
 
+/* The live entry of the connection an ICMP error quotes, or NULL. The quoted
+ * datagram went the connection's original way (keyed by the other endpoint
+ * hook, so dir flips) or its reply way (the tuple reverses, dir stays). */
+static __always_inline struct ct_value *ct_lookup_related(const struct flow *f, __u8 dir,
+							  __u64 now)
+{
+	struct ct_key key = {
+		.saddr = f->inner_saddr,
+		.daddr = f->inner_daddr,
+		.sport = f->inner_sport,
+		.dport = f->inner_dport,
+		.proto = f->inner_proto,
+		.dir = dir ^ 1,
+	};
+	struct ct_value *v = bpf_map_lookup_elem(&axo_ct, &key);
+
+	if (v && !ct_expired(v, f->inner_proto, now))
+		return v;
+	key.saddr = f->inner_daddr;
+	key.daddr = f->inner_saddr;
+	key.sport = f->inner_dport;
+	key.dport = f->inner_sport;
+	key.dir = dir;
+	v = bpf_map_lookup_elem(&axo_ct, &key);
+	if (v && !ct_expired(v, f->inner_proto, now))
+		return v;
+	return NULL;
+}
+
 /* Account one packet on its entry. Returns true when the packet should be
  * traced: the connection's first reply, or a SYN/FIN/RST not yet seen in the
  * packet's direction (monitor aggregation: one event per phase, not per packet). */

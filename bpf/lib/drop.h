@@ -13,9 +13,11 @@
 #define DROP_INVALID_SOURCE_IP (-132)		/* Invalid source ip */
 #define DROP_POLICY_DENIED (-133)		/* Policy denied */
 #define DROP_INVALID_PACKET_DROPPED (-134)	/* Invalid packet */
+#define DROP_UNSUPPORTED_L3_PROTOCOL (-139)	/* Unsupported L3 protocol */
 #define DROP_ERROR_WRITING_TO_PACKET (-141)	/* Error writing to packet */
 #define DROP_ERROR_RETRIEVING_TUNNEL_KEY (-147)	/* Error retrieving tunnel key */
 #define DROP_CT_MAP_INSERTION_FAILED (-155)	/* CT: Map insertion failed */
+#define DROP_FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND (-175)	/* First logical datagram fragment not found */
 #define DROP_POLICY_DENY (-181)		/* Policy denied by denylist */
 
 #endif /* AXONEME_LIB_DROP_H */

@@ -62,6 +62,16 @@ static __always_inline int enforce(const struct lxc_info *ep, __u32 ifindex, __u
 
 	event_init(&e, ep, dir, f, ifindex, len);
 	now = bpf_ktime_get_ns();
+	/* An ICMP error about a tracked connection (port unreachable, fragmentation
+	 * needed, TTL exceeded...) belongs to it: passes as "related", traced. */
+	if (f->icmp_error && ct_lookup_related(f, dir, now)) {
+		if (!peer_identity)
+			peer_identity = ipcache_identity(peer_ip);
+		event_identities(&e, dir, ep->identity, peer_identity);
+		e.ct_state = CT_RELATED;
+		event_send(&e, EVENT_TRACE, VERDICT_FORWARDED, 0);
+		return TC_ACT_OK;
+	}
 	ct = ct_lookup(f, dir, now, &ct_state);
 	if (ct) {
 		if (ct_update(ct, ct_state, f, now, len)) {

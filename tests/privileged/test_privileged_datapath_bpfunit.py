@@ -40,6 +40,7 @@ pytestmark = pytest.mark.privileged
 
 BPF = Path(__file__).resolve().parents[2] / "bpf"
 PASS = 1  # PARSE_PASS
+FRAGMENT = 2  # PARSE_FRAGMENT
 DROP_INVALID = -134
 
 
@@ -117,7 +118,7 @@ def _ihl15_udp() -> bytes:
             frame(ipv4(A_IP, B_IP, UDP, struct.pack("!HHHH", 9, 10, 8, 0), options=bytes(8))),
             (0, A_IP, B_IP, 9, 10, UDP, 0),
         ),
-        (frame(ipv4(A_IP, B_IP, UDP, b"later", frag=3)), (PASS, A_IP, B_IP, 0, 0, UDP, 0)),
+        (frame(ipv4(A_IP, B_IP, UDP, b"later", frag=3)), (FRAGMENT, A_IP, B_IP, 0, 0, UDP, 0)),
         (frame(ipv4(A_IP, B_IP, TCP, b"\x00\x01")), (DROP_INVALID, A_IP, B_IP, 0, 0, TCP, 0)),
         (_ihl15_udp(), (DROP_INVALID, A_IP, B_IP, 0, 0, UDP, 0)),
         (frame(bytes(28), ethertype=0x0806), (PASS, "0.0.0.0", "0.0.0.0", 0, 0, 0, 0)),

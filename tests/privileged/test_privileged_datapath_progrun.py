@@ -68,11 +68,12 @@ def _csum(data: bytes) -> int:
 
 
 def ipv4(
-    src: str, dst: str, proto: int, payload: bytes, *, frag: int = 0, options: bytes = b""
-) -> bytes:
+    src: str, dst: str, proto: int, payload: bytes, *, frag: int = 0, options: bytes = b"",
+    ident: int = 1,
+) -> bytes:  # fmt: skip
     ihl = 5 + len(options) // 4
     header = struct.pack(
-        "!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(payload), 1, frag, 64, proto, 0,
+        "!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(payload), ident, frag, 64, proto, 0,
         socket.inet_aton(src), socket.inet_aton(dst),
     ) + options  # fmt: skip
     header = header[:10] + struct.pack("!H", _csum(header)) + header[12:]
@@ -455,18 +456,69 @@ def test_trace_aggregation(dp_env: Env) -> None:
     assert value.closing == 1 and value.packets == 8
 
 
-def test_unpoliced_packets_pass(dp_env: Env) -> None:
+def test_arp_passes_and_ipv6_is_dropped(dp_env: Env) -> None:
+    d = dp_env
+    d.endpoint(d.b, 0)  # not even enforced: IPv6 is never policed, so never allowed
+    assert d.to_b(frame(bytes(28), ethertype=0x0806)) == TC_ACT_OK
+    assert d.events() == []
+    ipv6 = frame(bytes([0x60]) + bytes(39), ethertype=0x86DD)
+    assert d.to_b(ipv6) == TC_ACT_SHOT
+    assert d.from_b(ipv6) == TC_ACT_SHOT
+    assert [(e.type_name, e.reason, e.dir) for e in d.events()] == [
+        ("DROP", 139, INGRESS), ("DROP", 139, EGRESS),
+    ]  # fmt: skip
+
+
+def fragments(ident: int, dport: int) -> tuple[bytes, bytes]:
+    """The first and a later fragment of one UDP datagram from A to B."""
+    first = ipv4(A_IP, B_IP, UDP, struct.pack("!HHHH", 1, dport, 1480, 0), frag=0x2000,
+                 ident=ident)  # fmt: skip
+    later = ipv4(A_IP, B_IP, UDP, b"tail-of-datagram", frag=185, ident=ident)
+    return frame(first), frame(later)
+
+
+def test_later_fragments_are_judged_with_their_first_fragments_ports(dp_env: Env) -> None:
     d = dp_env
     d.endpoint(d.b, lxc_flags(ingress_enforced=True))
-    arp = frame(bytes(28), ethertype=0x0806)
-    ipv6 = frame(bytes([0x60]) + bytes(39), ethertype=0x86DD)
-    later_fragment = frame(ipv4(A_IP, B_IP, UDP, b"tail-of-datagram", frag=185))
-    for packet in (arp, ipv6, later_fragment):
-        assert d.to_b(packet) == TC_ACT_OK
-    assert d.events() == []
-    # The first fragment carries the ports and is judged.
-    first_fragment = frame(ipv4(A_IP, B_IP, UDP, struct.pack("!HHHH", 1, 53, 8, 0), frag=0x2000))
-    assert d.to_b(first_fragment) == TC_ACT_SHOT
+    d.dp.policy.set(PolicyKey(A_ID, B_EP, INGRESS), 10)
+    d.port_set(10, allow=(line(UDP, 53),))
+    first, later = fragments(0x101, 53)
+    assert d.to_b(first) == TC_ACT_OK  # allowed: conntrack entry for 1 -> 53
+    assert d.to_b(later) == TC_ACT_OK  # found its first fragment: same connection
+    events = d.events()
+    assert [e.ct_state for e in events if e.type_name == "TRACE"] == [ev.CT_NEW]
+    first, later = fragments(0x102, 54)
+    assert d.to_b(first) == TC_ACT_SHOT  # port 54 is not allowed
+    assert d.to_b(later) == TC_ACT_SHOT  # judged as port 54 too
+    assert {e.reason for e in d.events() if e.type_name == "DROP"} == {133}
+    _, orphan = fragments(0x103, 53)
+    assert d.to_b(orphan) == TC_ACT_SHOT  # its first fragment never came
+    assert [(e.type_name, e.reason) for e in d.events()] == [("DROP", 175)]
+
+
+def icmp_error(src: str, dst: str, quoted: bytes, icmp_type: int = 3, code: int = 3) -> bytes:
+    """An ICMP error from src to dst quoting the IPv4 datagram ``quoted`` (header + 8 bytes)."""
+    ihl = (quoted[0] & 0x0F) * 4
+    body = struct.pack("!BBHI", icmp_type, code, 0, 0) + quoted[: ihl + 8]
+    return frame(ipv4(src, dst, ICMP, body))
+
+
+def test_icmp_errors_pass_with_their_connection(dp_env: Env) -> None:
+    d = dp_env
+    # B enforces both ways and only lets A in on UDP 53: no ICMP allowed anywhere.
+    d.endpoint(d.b, lxc_flags(ingress_enforced=True, egress_enforced=True))
+    d.dp.policy.set(PolicyKey(A_ID, B_EP, INGRESS), 10)
+    d.port_set(10, allow=(line(UDP, 53),))
+    query = ipv4(A_IP, B_IP, UDP, struct.pack("!HHHH", 4000, 53, 9, 0) + b"q")
+    assert d.to_b(frame(query)) == TC_ACT_OK
+    d.events()
+    # B answers with port unreachable about that datagram: related, it passes.
+    assert d.from_b(icmp_error(B_IP, A_IP, query)) == TC_ACT_OK
+    assert [(e.type_name, e.ct_state) for e in d.events()] == [("TRACE", ev.CT_RELATED)]
+    # An error about a datagram no connection carried is plain ICMP: denied.
+    stranger = ipv4(A_IP, B_IP, UDP, struct.pack("!HHHH", 4001, 53, 9, 0) + b"q")
+    assert d.from_b(icmp_error(B_IP, A_IP, stranger)) == TC_ACT_SHOT
+    assert {e.reason for e in d.events() if e.type_name == "DROP"} == {133}
 
 
 def test_ip_options_are_skipped(dp_env: Env) -> None:

@@ -78,5 +78,5 @@ def test_every_contract_struct_has_a_twin() -> None:
     assert twins == {
         "lxc_info", "ipcache_key", "ipcache_value", "policy_key", "policy_cidr_key",
         "ports_key", "ports_value", "ct_key", "ct_value", "metric", "event",
-        "datapath_config",
+        "datapath_config", "ipv4_frag_key", "ipv4_frag_ports",
     }  # fmt: skip

@@ -20,6 +20,7 @@ from axoneme.datapath import reasons
 __all__ = [
     "CT_ESTABLISHED",
     "CT_NEW",
+    "CT_RELATED",
     "CT_REPLY",
     "EVENT_DROP",
     "EVENT_POLICY_VERDICT",
@@ -47,7 +48,13 @@ VERDICTS = {VERDICT_FORWARDED: "FORWARDED", VERDICT_DROPPED: "DROPPED", VERDICT_
 CT_NEW = 0
 CT_ESTABLISHED = 1
 CT_REPLY = 2
-CT_STATES = {CT_NEW: "new", CT_ESTABLISHED: "established", CT_REPLY: "reply"}
+CT_RELATED = 3  # an ICMP error about a tracked connection
+CT_STATES = {
+    CT_NEW: "new",
+    CT_ESTABLISHED: "established",
+    CT_REPLY: "reply",
+    CT_RELATED: "related",
+}
 
 DIRECTIONS = {0: "ingress", 1: "egress"}
 

@@ -26,9 +26,15 @@ REASONS: dict[int, DropReason] = {
         DropReason(132, "INVALID_SOURCE_IP", "Invalid source ip"),
         DropReason(133, "POLICY_DENIED", "Policy denied"),
         DropReason(134, "INVALID_PACKET_DROPPED", "Invalid packet"),
+        DropReason(139, "UNSUPPORTED_L3_PROTOCOL", "Unsupported L3 protocol"),
         DropReason(141, "ERROR_WRITING_TO_PACKET", "Error writing to packet"),
         DropReason(147, "ERROR_RETRIEVING_TUNNEL_KEY", "Error retrieving tunnel key"),
         DropReason(155, "CT_MAP_INSERTION_FAILED", "CT: Map insertion failed"),
+        DropReason(
+            175,
+            "FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND",
+            "First logical datagram fragment not found",
+        ),
         DropReason(181, "POLICY_DENY", "Policy denied by denylist"),
     )
 }

@@ -30,6 +30,8 @@ from axoneme.datapath.linux.maps import (
     CT_KEY,
     CT_VALUE,
     DATAPATH_CONFIG,
+    FRAG_KEY,
+    FRAG_PORTS,
     IPCACHE_KEY,
     IPCACHE_VALUE,
     LXC_INFO,
@@ -87,6 +89,7 @@ _MAP_SIZES = {
     "axo_metrics": (4, METRIC.size),
     "axo_lxc_ip": (4, 4),
     "axo_config": (4, DATAPATH_CONFIG.size),
+    "axo_frag": (FRAG_KEY.size, FRAG_PORTS.size),
 }
 assert set(_MAP_SIZES) == set(MAP_NAMES)
 

@@ -81,6 +81,7 @@ MAP_NAMES = (
     "axo_metrics",
     "axo_lxc_ip",
     "axo_config",
+    "axo_frag",
 )
 
 
@@ -160,6 +161,13 @@ LXC_INFO = Layout(
 DATAPATH_CONFIG = Layout(
     "datapath_config", (("flags", "I"), ("tunnel_ifindex", "I"), ("pad", "8s")), 16
 )
+
+FRAG_KEY = Layout(
+    "ipv4_frag_key",
+    (("saddr", "4s"), ("daddr", "4s"), ("id", "H"), ("proto", "B"), ("pad", "B")),
+    12,
+)
+FRAG_PORTS = Layout("ipv4_frag_ports", (("sport", "H"), ("dport", "H")), 4)
 
 # datapath_config.flags
 CFG_HOST_ROUTING_BPF = 1 << 0
@@ -454,7 +462,7 @@ class Metric:
 # Every struct of docs/datapath.md (struct event's layout is in datapath/events.py).
 LAYOUTS: tuple[Layout, ...] = (
     LXC_INFO, IPCACHE_KEY, IPCACHE_VALUE, POLICY_KEY, POLICY_CIDR_KEY, PORTS_KEY,
-    PORTS_VALUE, CT_KEY, CT_VALUE, METRIC, DATAPATH_CONFIG,
+    PORTS_VALUE, CT_KEY, CT_VALUE, METRIC, DATAPATH_CONFIG, FRAG_KEY, FRAG_PORTS,
 )  # fmt: skip
 
 

@@ -139,11 +139,22 @@ def create_endpoint_link(
         os.close(ns_fd)
 
 
+def _disable_ipv6(ifname: str) -> None:
+    """No IPv6 on a pod's links (pods are IPv4-only; the datapath drops IPv6):
+    the kernel then sends no router solicitations or MLD reports to be dropped.
+    Per-netns: call it in a thread inside the link's namespace."""
+    with contextlib.suppress(FileNotFoundError):  # a kernel without IPv6
+        write_sysctl(f"net.ipv6.conf.{ifname}.disable_ipv6", "1")
+
+
 def _wire(
     ipr: IPRoute, netns: str, ifname: str, host_ifname: str, address: str, router_ip: str
 ) -> EndpointLink:
     host_index = ipr.link_lookup(ifname=host_ifname)[0]
     host_mac = _mac(ipr, host_index)
+    _disable_ipv6(host_ifname)
+    with entered(netns):
+        _disable_ipv6(ifname)
     try:
         with netlink_in(netns) as pod:
             pod_index = pod.link_lookup(ifname=ifname)[0]
