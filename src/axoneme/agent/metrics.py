@@ -149,7 +149,7 @@ def read_kernel(pin_dir: Path) -> KernelReading:
                     for reason, metric in MetricsMap(m).read().items():
                         if reason == MetricsMap.RING_FULL:
                             lost = metric.packets
-                        else:
+                        elif reason not in MetricsMap.FORWARDING:  # redirect counters
                             drops[reason] = (metric.packets, metric.bytes)
                 elif m.type in COUNTED_TYPES:
                     maps[path.name] = MapFill(count_entries(m), m.max_entries)
