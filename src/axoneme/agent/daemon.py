@@ -209,10 +209,18 @@ def components() -> list[Component]:
     cancelled then); a component that fails stops the agent. Imported here so
     each stays in its own module and the core knows none of them.
     """
-    from axoneme.agent import health, loadbalancer, metrics, routing
+    from axoneme.agent import ctgc, health, loadbalancer, metrics, routing
     from axoneme.observer import agent as observer
 
-    return [metrics.run, nodelease.run, routing.run, health.run, observer.run, loadbalancer.run]
+    return [
+        metrics.run,
+        nodelease.run,
+        routing.run,
+        ctgc.run,
+        health.run,
+        observer.run,
+        loadbalancer.run,
+    ]
 
 
 def event_json(event: DatapathEvent) -> dict[str, object]:

@@ -1,0 +1,64 @@
+"""Conntrack garbage collection: remove ``axo_ct`` entries whose lifetime has passed.
+
+The datapath treats an expired entry as a miss and overwrites it, and the
+LRU evicts under pressure, but neither frees the entries of connections that
+simply stopped: they sit in the map until pressure comes, hiding how many
+connections are really live. This walk removes them. The lifetimes mirror
+``bpf/lib/conntrack.h`` (``ct_lifetime``); ``last_seen_ns`` is
+``bpf_ktime_get_ns()``, i.e. CLOCK_MONOTONIC, which ``time.monotonic_ns()`` reads.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+
+from axoneme.datapath.linux.maps import CtKey, CTMap, CtValue
+
+NSEC_PER_SEC = 1_000_000_000
+CT_LIFETIME_TCP = 21600 * NSEC_PER_SEC  # established TCP
+CT_SYN_TIMEOUT = 60 * NSEC_PER_SEC  # TCP without a reply yet
+CT_LIFETIME_NONTCP = 60 * NSEC_PER_SEC
+CT_CLOSE_TIMEOUT = 10 * NSEC_PER_SEC  # after FIN or RST
+
+
+def lifetime_ns(value: CtValue, proto: int) -> int:
+    if value.closing:
+        return CT_CLOSE_TIMEOUT
+    if proto != socket.IPPROTO_TCP:
+        return CT_LIFETIME_NONTCP
+    return CT_LIFETIME_TCP if value.reply_seen else CT_SYN_TIMEOUT
+
+
+def expired(key: CtKey, value: CtValue, now_ns: int) -> bool:
+    """As the datapath decides it (another CPU may have stored a later timestamp)."""
+    last = value.last_seen_ns
+    return now_ns > last and now_ns - last > lifetime_ns(value, key.proto)
+
+
+@dataclass(frozen=True)
+class GCResult:
+    alive: int
+    deleted: int
+    seconds: float
+
+
+def collect(ct: CTMap, now_ns: int | None = None) -> GCResult:
+    """One pass over the map. An entry is re-read right before its delete, so a
+    connection that sent a packet during the walk keeps its entry."""
+    started = time.perf_counter()
+    now = time.monotonic_ns() if now_ns is None else now_ns
+    alive = deleted = 0
+    for key, value in ct.items():
+        if not expired(key, value, now):
+            alive += 1
+            continue
+        current = ct.get(key)
+        if current is None:
+            continue  # evicted or overwritten meanwhile
+        if expired(key, current, now) and ct.delete(key):
+            deleted += 1
+        else:
+            alive += 1
+    return GCResult(alive, deleted, time.perf_counter() - started)
