@@ -37,9 +37,10 @@ from axoneme.k8s.objects import Namespace, Node, Pod, parse_namespace, parse_nod
 from axoneme.labels.derive import endpoint_labels, reserved
 from axoneme.labels.model import LabelSet
 from axoneme.policy import intervals, mapstate
+from axoneme.policy.affected import affected_policies, stale_endpoints
 from axoneme.policy.parse import parse_policy
 from axoneme.policy.resolve import resolve
-from axoneme.policy.selector import SelectorCache
+from axoneme.policy.selector import Selectable, SelectorCache
 from axoneme.policy.types import (
     EndpointPolicy,
     EndpointRef,
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 POLICY_KINDS = ("NetworkPolicy", "CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy")
 NamedPorts = dict[str, frozenset[tuple[str, int]]]
+PeerPorts = Mapping[str, frozenset[tuple[str, int]]]  # a peer identity's named ports
 K = TypeVar("K")
 
 
@@ -68,6 +70,7 @@ class RegenerationStats:
     ipcache_changes: int
     revision: int
     seconds: float = 0.0
+    resolved: int = 0  # endpoints whose policy was computed again (the rest were unaffected)
 
 
 def named_ports_of(pod: Pod) -> NamedPorts:
@@ -165,6 +168,13 @@ class Enforcement:
         self._dirty = asyncio.Event()
         self._lock = asyncio.Lock()
         self._ep_labels: dict[int, LabelSet] = {}  # endpoint id → its identity's labels
+        # Incremental regeneration (policy/affected.py): what the last pass resolved
+        # from, and the selectables whose identity sets changed since.
+        self._resolved_refs: dict[int, EndpointRef] = {}
+        self._resolved_policies: dict[tuple[str, str, str], tuple[Policy, ...]] = {}
+        self._resolved_named: dict[int, PeerPorts] = {}
+        self._resolved_settings: tuple[object, ...] | None = None  # None: resolve everything
+        self._changed_selectables: set[Selectable] = set()
 
     # ---- the cluster view, fed by the informer ----------------------------
 
@@ -181,6 +191,7 @@ class Enforcement:
         ):
             self._identity_changed(change.type, int(change.identity), change.labels)
         self.seen_revision = listing.revision
+        self._resolved_settings = None  # a resync: the next pass resolves everything
         self.synced.set()
         self._dirty.set()
 
@@ -196,9 +207,10 @@ class Enforcement:
 
     def _identity_changed(self, kind: str, identity: int, labels: LabelSet) -> None:
         if kind == "delete":
-            self.selectors.remove_identity(identity)
+            changed = self.selectors.remove_identity(identity)
         else:
-            self.selectors.add_identity(identity, labels)
+            changed = self.selectors.add_identity(identity, labels)
+        self._changed_selectables |= changed
 
     def _apply_object(self, obj: Resource, *, deleted: bool) -> None:
         kind = obj.get("kind")
@@ -352,11 +364,11 @@ class Enforcement:
             identity = self.cidr.allocate(prefix)
             labels = self.cidr.lookup(identity)
             if labels is not None:
-                self.selectors.add_identity(int(identity), labels)
+                self._changed_selectables |= self.selectors.add_identity(int(identity), labels)
         for prefix in have - wanted:
             old = self.cidr.identity_of(prefix)
             if self.cidr.release(prefix) and old is not None:
-                self.selectors.remove_identity(int(old))
+                self._changed_selectables |= self.selectors.remove_identity(int(old))
 
     def _context(self) -> PolicyContext:
         identities: dict[int, LabelSet] = {**self.identities.all(), **self.cidr.identities()}
@@ -395,21 +407,36 @@ class Enforcement:
             started = time.perf_counter()
             revision = self.seen_revision
             await self._refresh_identities()
-            policies = [p for ps in self.policies.values() for p in ps]
+            by_resource = dict(self.policies)
+            policies = [p for ps in by_resource.values() for p in ps]
             self._sync_cidr_identities(policies)
             ctx = self._context()
-            results: dict[int, EndpointPolicy] = {}
             local = [ep for ep in self._manager.endpoints() if ep.identity is not None]
+            refs: dict[int, EndpointRef] = {}
             for ep in local:
                 pod = self.pods.get((ep.namespace, ep.pod))
-                ref = EndpointRef(
+                refs[ep.id] = EndpointRef(
                     id=ep.id,
                     identity=int(ep.identity or INIT),
                     labels=self._ep_labels.get(ep.id, frozenset()),
                     named_ports=named_ports_of(pod) if pod else {},
                 )
-                resolved = resolve(ref, policies, ctx, self.selectors, revision=revision)
-                results[ep.id] = allow_from_host(resolved) if self.allow_localhost else resolved
+            changed = frozenset(self._changed_selectables)
+            self._changed_selectables.clear()
+            settings = (self.mode, self.audit, self.allow_localhost)
+            try:
+                stale = self._stale(refs, by_resource, changed, ctx.named_ports, settings)
+                results: dict[int, EndpointPolicy] = {}
+                for ep_id, ref in refs.items():
+                    previous = self.endpoint_policies.get(ep_id)
+                    if ep_id not in stale and previous is not None:
+                        results[ep_id] = replace(previous, revision=revision)
+                        continue
+                    resolved = resolve(ref, policies, ctx, self.selectors, revision=revision)
+                    results[ep_id] = allow_from_host(resolved) if self.allow_localhost else resolved
+            except BaseException:
+                self._resolved_settings = None  # what changed is lost: all next time
+                raise
             state = mapstate.build(results.values())
             policy_changes = await asyncio.to_thread(self._datapath.sync_policy, state)
             for ep in local:
@@ -426,6 +453,10 @@ class Enforcement:
                 self._datapath.sync_ipcache, self._desired_ipcache()
             )
             self.endpoint_policies = results
+            self._resolved_refs = refs
+            self._resolved_policies = by_resource
+            self._resolved_named = dict(ctx.named_ports)
+            self._resolved_settings = settings
             self.realized_revision = max(self.realized_revision, revision)
             self.regenerations += 1
             stats = RegenerationStats(
@@ -434,10 +465,27 @@ class Enforcement:
                 ipcache_changes,
                 revision,
                 time.perf_counter() - started,
+                len(stale),
             )
             for observe in self.regeneration_observers:
                 observe(stats)
             return stats
+
+    def _stale(
+        self,
+        refs: Mapping[int, EndpointRef],
+        by_resource: Mapping[tuple[str, str, str], tuple[Policy, ...]],
+        changed: frozenset[Selectable],
+        named: Mapping[int, PeerPorts],
+        settings: tuple[object, ...],
+    ) -> set[int]:
+        """The local endpoints whose policy the changes since the last pass can affect."""
+        if settings != self._resolved_settings:
+            return set(refs)
+        affected = affected_policies(
+            self._resolved_policies, by_resource, changed, dict(named) != self._resolved_named
+        )
+        return stale_endpoints(refs, self._resolved_refs, affected)
 
     # ---- reporting ------------------------------------------------------------
 
