@@ -39,6 +39,10 @@
 /* lb_svc.flags */
 #define LB_F_MAGLEV (1U << 0)	/* select by Maglev table, else at random */
 #define LB_F_AFFINITY (1U << 1) /* sessionAffinity: ClientIP */
+/* The frontend's kind, for `service list` (the programs do not read them). */
+#define LB_F_EXTERNAL_IP (1U << 2)
+#define LB_F_LOADBALANCER (1U << 3)
+#define LB_F_NODEPORT (1U << 4)
 
 /* lb_backend.flags */
 #define LB_BE_TERMINATING (1U << 0)

@@ -301,6 +301,13 @@ def test_maglev_disruption_and_terminating_backends(pods: dict[str, dict[str, An
     assert {backend_of(client, vip, 80, p) for p in flows} == {"web-1"}
     assert ask(held) == "web-2"
     held.close()
+    # `service list` shows what the kernel holds, as `cilium service list` does.
+    listing = ax("service", "list", "--node", "node1").stdout
+    assert listing.splitlines()[0].split() == ["ID", "Frontend", "Service", "Type", "Backend"]
+    assert f"1 => {ips['web-1']}:8080 (active)" in listing
+    assert f"2 => {ips['web-2']}:8080 (terminating)" in listing
+    assert f"{vip}:80" in listing
+    assert "[ClusterIP, maglev]" in ax("bpf", "lb", "list", "--node", "node1").stdout
 
 
 def test_services_survive_agent_kill_9(pods: dict[str, dict[str, Any]]) -> None:

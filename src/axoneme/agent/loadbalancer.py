@@ -21,6 +21,7 @@ from axoneme.datapath.linux import socklb
 from axoneme.datapath.linux.lbwriter import LBWriter
 from axoneme.k8s.errors import ValidationError
 from axoneme.k8s.service import EndpointSlice, Service, parse_endpointslice, parse_service
+from axoneme.loadbalancer.config import LBAgentConfig
 from axoneme.loadbalancer.state import LBConfig, desired_frontends
 from axoneme.store.informer import run_informer
 from axoneme.store.types import Key, Resource, WatchEvent
@@ -74,8 +75,29 @@ class ServiceSync:
         return on_sync, on_event
 
 
+def report(config: LBAgentConfig, writer: LBWriter | None, problem: str = "") -> dict[str, Any]:
+    """What ``axoneme status`` shows under KubeProxyReplacement."""
+    socket_lb = writer is not None
+    return {
+        "status": "True" if socket_lb else "False",
+        "socketLB": "Enabled" if socket_lb else "Disabled",
+        "socketLBProtocols": "TCP, UDP" if socket_lb else "",
+        "cgroup": str(config.cgroup_root or ""),
+        "nodePort": "Disabled",  # north-south (tc on the underlay) is not built yet
+        "dsr": "Disabled",
+        "algorithm": config.algorithm,
+        "maglevTableSize": config.maglev_table_size,
+        "sessionAffinity": "Enabled" if socket_lb else "Disabled",
+        "xdpAcceleration": "Disabled",
+        "frontends": len(writer.current["axo_lb_svc"]) if writer else 0,
+        "backends": len(writer.current["axo_lb_backend"]) if writer else 0,
+        "problem": problem,
+    }
+
+
 async def run(ctx: AgentContext) -> None:
     config = ctx.config.lb
+    ctx.service.loadbalancer = lambda: report(config, None, "off")
     if not config.socket_lb:
         log.info("socket load balancing disabled (--bpf-lb-sock=false)")
         return
@@ -90,7 +112,10 @@ async def run(ctx: AgentContext) -> None:
     except (OSError, socklb.SockLBError) as exc:
         # Services are one subsystem: the node's pods keep their network and policy.
         log.error("socket load balancing unavailable: %s", exc)
+        problem = str(exc)
+        ctx.service.loadbalancer = lambda: report(config, None, problem)
         return
+    ctx.service.loadbalancer = lambda: report(config, writer)
     log.info(
         "socket LB %s, attached to %s (%d services adopted)",
         "loaded" if loaded else "adopted",

@@ -51,6 +51,8 @@ class AgentService:
         self._started = time.monotonic()
         # The health checker's report (agent/health.py), while it runs.
         self.health: Callable[[], dict[str, Any]] | None = None
+        # The service load balancer's report (agent/loadbalancer.py), while it runs.
+        self.loadbalancer: Callable[[], dict[str, Any]] | None = None
 
     def endpoints(self) -> list[Endpoint]:
         return self._manager.endpoints()
@@ -182,6 +184,7 @@ class AgentService:
             "policy": self.policy_status(),
             "routing": self.routing,
             "health": self.health() if self.health is not None else None,
+            "kubeProxyReplacement": self.loadbalancer() if self.loadbalancer else None,
         }
 
     def endpoint_view(self) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from axoneme.cli.context import CLIError, agents
@@ -124,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     bpf = sub.add_parser("bpf", help="what the kernel's maps hold")
-    bpf_sub = bpf.add_subparsers(dest="bpf_command", required=True, metavar="ipcache|policy|ct")
+    bpf_sub = bpf.add_subparsers(dest="bpf_command", required=True, metavar="ipcache|policy|ct|lb")
     bip = bpf_sub.add_parser("ipcache", help="IP prefix -> identity")
     bip.add_argument("action", choices=["list"])
     bip.add_argument("--node", help="only this lab node")
@@ -135,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
     bct = bpf_sub.add_parser("ct", help="connection tracking entries")
     bct.add_argument("action", choices=["list"])
     bct.add_argument("--node", help="only this lab node")
+    blb = bpf_sub.add_parser("lb", help="service frontends and backend slots")
+    blb.add_argument("action", choices=["list"])
+    blb.add_argument("--node", help="only this lab node")
+
+    svc = sub.add_parser("service", help="services as a node's load balancer holds them")
+    svc.add_argument("action", choices=["list"])
+    svc.add_argument("--node", help="only this lab node")
 
     mon = sub.add_parser("monitor", help="datapath events, live")
     mon.add_argument(
@@ -327,8 +335,21 @@ def _policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inspect(args: argparse.Namespace) -> int:
+def _per_node(node: str | None, render: Callable[[Path], str]) -> str:
     from axoneme.cli import inspect
+
+    dirs = inspect.pin_dirs(node)
+    if len(dirs) == 1:
+        return render(dirs[0][1])
+    return "\n\n".join(f"Node: {name}\n{render(pin)}" for name, pin in dirs)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from axoneme.cli import inspect, services
+
+    if args.command == "service":
+        print(_per_node(args.node, services.service_list))
+        return 0
 
     if args.command == "identity" and args.identity_command == "gc":
         if args.grace < 0:
@@ -349,6 +370,8 @@ def _inspect(args: argparse.Namespace) -> int:
             print(inspect.bpf_ipcache(args.node))
         elif args.bpf_command == "policy":
             print(inspect.bpf_policy(args.node, args.endpoint))
+        elif args.bpf_command == "lb":
+            print(_per_node(args.node, services.bpf_lb_list))
         else:
             print(inspect.bpf_ct(args.node))
         return 0
@@ -395,7 +418,7 @@ def dispatch(args: argparse.Namespace) -> int:
         return _probe(args)
     if args.command == "policy":
         return _policy(args)
-    if args.command in ("identity", "bpf", "monitor"):
+    if args.command in ("identity", "bpf", "monitor", "service"):
         return _inspect(args)
     if args.command == "observe":
         from axoneme.cli import observe

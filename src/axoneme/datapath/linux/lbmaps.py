@@ -14,11 +14,16 @@ __all__ = [
     "AFFINITY_KEY",
     "AFFINITY_VALUE",
     "BACKEND",
+    "KIND_FLAGS",
     "LB_BE_TERMINATING",
     "LB_F_AFFINITY",
+    "LB_F_EXTERNAL_IP",
+    "LB_F_LOADBALANCER",
     "LB_F_MAGLEV",
+    "LB_F_NODEPORT",
     "LB_MAGLEV_MAX",
     "LB_MAP_NAMES",
+    "PROTO_NAMES",
     "PROTO_NUMBERS",
     "REVNAT_KEY",
     "REVNAT_VALUE",
@@ -28,6 +33,7 @@ __all__ = [
     "Backend",
     "SvcKey",
     "SvcValue",
+    "kind_of",
     "pack_maglev",
     "pack_slot_key",
     "unpack_maglev",
@@ -36,6 +42,21 @@ __all__ = [
 
 LB_F_MAGLEV = 1 << 0
 LB_F_AFFINITY = 1 << 1
+LB_F_EXTERNAL_IP = 1 << 2
+LB_F_LOADBALANCER = 1 << 3
+LB_F_NODEPORT = 1 << 4
+# The frontend kind each flag marks (none of them: ClusterIP).
+KIND_FLAGS = {
+    "ExternalIPs": LB_F_EXTERNAL_IP,
+    "LoadBalancer": LB_F_LOADBALANCER,
+    "NodePort": LB_F_NODEPORT,
+}
+
+
+def kind_of(flags: int) -> str:
+    return next((k for k, f in KIND_FLAGS.items() if flags & f), "ClusterIP")
+
+
 LB_BE_TERMINATING = 1 << 0
 LB_MAGLEV_MAX = 16381
 PROTO_NUMBERS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from axoneme.datapath.linux import bpfsys
 from axoneme.datapath.linux.lbmaps import (
+    KIND_FLAGS,
     LB_BE_TERMINATING,
     LB_F_AFFINITY,
     LB_F_MAGLEV,
@@ -109,7 +110,7 @@ def program(
         ]
         for slot, be_id in enumerate(active_ids, start=1):
             slot_map[pack_slot_key(svc_id, slot)] = be_id.to_bytes(4, "little")
-        flags = LB_F_AFFINITY if fe.affinity_timeout else 0
+        flags = (LB_F_AFFINITY if fe.affinity_timeout else 0) | KIND_FLAGS.get(fe.type, 0)
         size = 0
         if fe.algorithm == "maglev" and active_ids:
             flags |= LB_F_MAGLEV
