@@ -209,12 +209,13 @@ def components() -> list[Component]:
     cancelled then); a component that fails stops the agent. Imported here so
     each stays in its own module and the core knows none of them.
     """
-    from axoneme.agent import ctgc, health, loadbalancer, metrics, routing
+    from axoneme.agent import ctgc, health, ippools, loadbalancer, metrics, routing
     from axoneme.observer import agent as observer
 
     return [
         metrics.run,
         nodelease.run,
+        ippools.run,
         routing.run,
         ctgc.run,
         health.run,

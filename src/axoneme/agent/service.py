@@ -13,6 +13,7 @@ from axoneme.agent.enforcement import Enforcement, EnforcementError
 from axoneme.agent.metrics import observe_cni
 from axoneme.endpoint.manager import EndpointError, EndpointManager, PodInfo
 from axoneme.endpoint.model import Endpoint, attachment
+from axoneme.ipam.pools import pool_for
 from axoneme.k8s.objects import Namespace, Pod, parse_namespace, parse_pod
 from axoneme.store.types import Key, Store, StoreError
 
@@ -23,11 +24,12 @@ class PodContext:
 
     pod: Pod | None
     namespace: Namespace | None
+    pool: str = ""  # multi-pool IPAM: from ipam.cilium.io/ip-pool on the pod or its namespace
 
     def info(self, identity: int | None) -> PodInfo:
         if self.pod is None:
             return PodInfo(identity=identity)
-        return PodInfo(self.pod.namespace, self.pod.name, self.pod.labels, identity)
+        return PodInfo(self.pod.namespace, self.pod.name, self.pod.labels, identity, self.pool)
 
 
 class AgentService:
@@ -72,7 +74,13 @@ class AgentService:
                 CODE_TRY_AGAIN,
                 f"pod {req.pod_namespace}/{req.pod_name} is not in the store yet; retry",
             )
-        return PodContext(parse_pod(raw), parse_namespace(raw_ns) if raw_ns else None)
+        pod = parse_pod(raw)
+        ns_annotations = (raw_ns or {}).get("metadata", {}).get("annotations") or {}
+        return PodContext(
+            pod,
+            parse_namespace(raw_ns) if raw_ns else None,
+            pool_for(pod.annotations, ns_annotations if isinstance(ns_annotations, dict) else {}),
+        )
 
     async def _add(self, req: CNIRequest) -> dict[str, Any]:
         context = await self._pod_context(req)

@@ -22,7 +22,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from axoneme.endpoint.model import Endpoint, State, attachment, host_ifname_for
 from axoneme.endpoint.types import LinkDriver
-from axoneme.ipam.hostscope import Allocator, IPAMError, PoolExhaustedError
+from axoneme.ipam.hostscope import Allocator, IPAddress, IPAMError, PoolExhaustedError
+from axoneme.ipam.pools import DEFAULT_POOL
 from axoneme.kit.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class PodInfo:
     name: str = ""
     labels: dict[str, str] | None = None
     identity: int | None = None
+    pool: str = ""  # multi-pool IPAM: the pod's ip-pool ("" or "default": the node's pod CIDR)
 
 
 P = ParamSpec("P")
@@ -79,6 +81,10 @@ class EndpointManager:
         data = json.loads(state_file.read_text()) if state_file.exists() else {}
         # Raises CIDRMismatchError with a clean-up hint if the node's CIDR changed under us.
         self.ipam = Allocator.restore(data.get("ipam", {}), pod_cidr, str(state_file))
+        # Multi-pool IPAM: the node's share of each named pool, known once the
+        # CiliumNode is read (set_pools); saved snapshots wait for it meanwhile.
+        self.pools: dict[str, Allocator] = {}
+        self._saved_pools: dict[str, Any] = dict(data.get("pools", {}))
         self._endpoints: dict[str, Endpoint] = {
             ep.owner: ep for ep in (Endpoint.from_json(e) for e in data.get("endpoints", []))
         }
@@ -97,6 +103,7 @@ class EndpointManager:
     def _save(self) -> None:
         data: dict[str, Any] = {
             "ipam": self.ipam.snapshot(),
+            "pools": {**self._saved_pools, **{n: a.snapshot() for n, a in self.pools.items()}},
             "endpoints": [e.to_json() for e in self.endpoints()],
         }
         try:
@@ -120,7 +127,7 @@ class EndpointManager:
         for ep in list(self._endpoints.values()):
             if ep.state == "creating":
                 self._driver.delete(ep.host_ifname)
-                self.ipam.release(ep.owner)
+                self._release(ep.owner)
                 del self._endpoints[ep.owner]
                 actions.append(f"undid unfinished ADD of {ep.owner} ({ep.ipv4})")
         owners = {e.owner for e in self._endpoints.values()}
@@ -145,6 +152,56 @@ class EndpointManager:
         self._save()
         return actions
 
+    def _allocator_for(self, pool: str) -> Allocator:
+        if pool in ("", DEFAULT_POOL):
+            return self.ipam
+        found = self.pools.get(pool)
+        if found is None:
+            raise EndpointError(
+                CODE_IPAM_EXHAUSTED,
+                f"IP pool {pool!r} has no CIDR on this node",
+                "the pod (or its namespace) asks for it with ipam.cilium.io/ip-pool; the "
+                "operator gives each node a share of every CiliumPodIPPool in its CiliumNode "
+                f"(spec.ipam.pools.allocated); known here: {sorted(self.pools) or 'none'}",
+            )
+        return found
+
+    def _release(self, owner: str) -> IPAddress | None:
+        for allocator in (self.ipam, *self.pools.values()):
+            ip = allocator.release(owner)
+            if ip is not None:
+                return ip
+        return None
+
+    @_locked
+    def set_pools(self, cidrs: dict[str, str]) -> list[str]:
+        """Take the node's share of each pool (name → CIDR); returns what it could not do.
+
+        A pool whose CIDR changed while addresses are in use keeps its old
+        range (with the re-install message naming the state file), and a
+        pool that went away is kept until its last address is released.
+        """
+        problems: list[str] = []
+        for name, cidr in sorted(cidrs.items()):
+            current = self.pools.get(name)
+            if current is not None and str(current.cidr) == cidr:
+                continue
+            snapshot = current.snapshot() if current else self._saved_pools.get(name, {})
+            try:
+                allocator = Allocator.restore(snapshot, cidr, f"{self._file} (pool {name})")
+            except IPAMError as exc:
+                problems.append(str(exc))
+                continue
+            for owner in set(allocator.snapshot()["allocations"].values()) - set(self._endpoints):
+                allocator.release(owner)  # an ADD undone by restore() before the pool was known
+            self.pools[name] = allocator
+            self._saved_pools.pop(name, None)
+        for name in [n for n in self.pools if n not in cidrs]:
+            if not self.pools[name].snapshot()["allocations"]:
+                del self.pools[name]
+        self._save()
+        return problems
+
     @_locked
     def add(self, container_id: str, ifname: str, netns: str, pod: PodInfo) -> Endpoint:
         owner = attachment(container_id, ifname)
@@ -158,7 +215,7 @@ class EndpointManager:
                 f"endpoint {existing.id} in {existing.netns}",
             )
         try:
-            ip = self.ipam.allocate(owner)
+            ip = self._allocator_for(pod.pool).allocate(owner)
         except PoolExhaustedError as exc:
             raise EndpointError(CODE_IPAM_EXHAUSTED, "unable to allocate IP", str(exc)) from exc
         except IPAMError as exc:
@@ -188,7 +245,7 @@ class EndpointManager:
             )
         except Exception as exc:
             self._endpoints.pop(owner, None)
-            self.ipam.release(owner)
+            self._release(owner)
             self._save()
             if isinstance(exc, EndpointError):
                 raise
@@ -213,12 +270,12 @@ class EndpointManager:
         ep = self._endpoints.get(owner)
         if ep is None:
             # Still release an address a crashed ADD may have left under this owner.
-            if self.ipam.release(owner) is not None:
+            if self._release(owner) is not None:
                 self._save()
             return None
         self._driver.delete(ep.host_ifname)
         del self._endpoints[owner]
-        self.ipam.release(owner)
+        self._release(owner)
         self._save()
         return ep
 
@@ -255,7 +312,7 @@ class EndpointManager:
             if owner not in valid:
                 self._driver.delete(ep.host_ifname)
                 del self._endpoints[owner]
-                self.ipam.release(owner)
+                self._release(owner)
                 removed.append(ep)
         if removed:
             self._save()

@@ -32,3 +32,11 @@ def node_pool_cidrs(ciliumnode: Mapping[str, Any]) -> dict[str, list[str]]:
         if isinstance(entry, dict) and entry.get("pool"):
             out[str(entry["pool"])] = list(entry.get("cidrs", []))
     return out
+
+
+def ciliumnode_ip(ciliumnode: Mapping[str, Any]) -> str:
+    """The node's InternalIP recorded on its CiliumNode ("" if none)."""
+    for address in ciliumnode.get("spec", {}).get("addresses", []):
+        if isinstance(address, dict) and address.get("type") == "InternalIP":
+            return str(address.get("ip", ""))
+    return ""

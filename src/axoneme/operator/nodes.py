@@ -15,6 +15,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from axoneme.ipam.pools import ciliumnode_ip
 from axoneme.k8s.errors import ValidationError
 from axoneme.k8s.objects import parse_node
 from axoneme.operator.clusterpool import (
@@ -26,6 +27,7 @@ from axoneme.operator.clusterpool import (
 from axoneme.operator.multipool import IPPool, pool_allocator
 
 CILIUM_NODE_KIND = "CiliumNode"
+__all__ = ["CILIUM_NODE_KIND", "NodeSync", "ciliumnode_ip", "ciliumnode_object", "plan_nodes"]
 
 Resource = dict[str, Any]
 
@@ -48,13 +50,6 @@ def ciliumnode_object(name: str, ip: str) -> Resource:
         },
         "status": {"ipam": {"operatorStatus": {}}},
     }
-
-
-def ciliumnode_ip(obj: Resource) -> str:
-    for address in obj.get("spec", {}).get("addresses", []):
-        if isinstance(address, dict) and address.get("type") == "InternalIP":
-            return str(address.get("ip", ""))
-    return ""
 
 
 def _bare(obj: Resource) -> Resource:
