@@ -43,9 +43,10 @@ lint: deps
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
+# Every benchmark family in one run (about 15 min on 2 cores; holds the lab lock):
+# bench/results/latest.md and latest.json. `bench/run.py --quick` is the smoke run.
 bench: deps bpf
-	$(VENV)/bin/python bench/cni_latency.py
-	$(VENV)/bin/python bench/policy_datapath.py
+	$(VENV)/bin/python bench/run.py
 
 clean-lab: deps
 	$(AXONEME) lab down

@@ -1051,8 +1051,8 @@ def _round(x: float) -> float:
 
 def summarize(bench: Bench) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    limit = next(s for s in bench.setups if s.datapath == "none")
-    for setup in bench.setups:
+    limit = next((s for s in bench.setups if s.datapath == "none"), None)
+    for setup in bench.setups if limit is not None else []:
         for metric, unit in METRICS.items():
             st = _stat(setup.samples[metric])
             base = statistics.median(limit.samples[metric])
@@ -1363,6 +1363,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cp-rounds", type=int, help="control plane (i) rounds (default 3)")
     p.add_argument("--arrivals", type=int, help="new identities in (ii) (default 5)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default {DEFAULT_OUT}")
+    p.add_argument(
+        "--control-plane-only",
+        action="store_true",
+        help="skip the data path part (bench/run.py measures the data path itself)",
+    )
     args = p.parse_args(argv)
     q = args.quick
     for name, full, quick in (
@@ -1440,13 +1445,15 @@ def main(argv: list[str] | None = None) -> int:
         def body() -> None:
             for line in bench.sweep_stale():
                 say(line)
-            bench.make_setups()
+            if not args.control_plane_only:
+                bench.make_setups()
             say(
                 f"policy_datapath: {len(bench.setups)} setups x {args.rounds} round(s), qperf "
                 f"-t {args.time}; control plane {args.cp_endpoints} endpoints x "
                 f"{args.cp_rules} rules"
             )
-            bench.run_datapath(say)
+            if not args.control_plane_only:
+                bench.run_datapath(say)
             bench.run_control_plane(say)
 
         status = guarded_run("policy_datapath", body, bench.cleanup, (BenchError,))
@@ -1459,6 +1466,7 @@ def main(argv: list[str] | None = None) -> int:
         "created": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config": {
             "quick": args.quick,
+            "control_plane_only": args.control_plane_only,
             "rounds": args.rounds,
             "qperf_seconds": args.time,
             "qperf": f"qperf -lp {QPERF_LISTEN} -ip {QPERF_DATA} -t {args.time} {B_IP} -ub "
