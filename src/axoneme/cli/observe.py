@@ -145,21 +145,21 @@ def _sided(args: argparse.Namespace, pair: _Pair) -> None:
     def pod(flag: str, value: str) -> str:
         return _pod(flag, value, ns_all)
 
-    def namespace(_flag: str, value: str) -> str:
-        return f"{value}/"
-
     def same(_flag: str, value: str) -> str:
         return value
 
     converters: dict[str, tuple[str, Callable[[str, str], object]]] = {
         "pod": ("pod", pod),
-        "namespace": ("pod", namespace),
+        "namespace": ("pod", same),  # handled by _namespaces, after the pods
         "label": ("label", same),
         "ip": ("ip", same),
         "port": ("port", _port),
         "identity": ("identity", _identity),
     }
     for name, (field, conv) in converters.items():
+        if name == "namespace":
+            _namespaces(args, pair)
+            continue
         for value in getattr(args, f"from_{name}"):
             for flt in (pair.src, pair.dst):
                 getattr(flt, f"source_{field}").append(conv(f"--from-{name}", value))
@@ -170,6 +170,22 @@ def _sided(args: argparse.Namespace, pair: _Pair) -> None:
             pair.symmetric = True
             pair.src.__getattribute__(f"source_{field}").append(conv(f"--{name}", value))
             pair.dst.__getattribute__(f"destination_{field}").append(conv(f"--{name}", value))
+
+
+def _namespaces(args: argparse.Namespace, pair: _Pair) -> None:
+    """A namespace is a pod filter "NS/" on a side that names no pod already: with
+    ``--from-pod`` it would otherwise widen the filter (values of one field OR)."""
+    for flt in (pair.src, pair.dst):
+        if not flt.source_pod:
+            flt.source_pod.extend(f"{ns}/" for ns in args.from_namespace)
+        if not flt.destination_pod:
+            flt.destination_pod.extend(f"{ns}/" for ns in args.to_namespace)
+    if args.namespace:
+        pair.symmetric = True
+        if not pair.src.source_pod:
+            pair.src.source_pod.extend(f"{ns}/" for ns in args.namespace)
+        if not pair.dst.destination_pod:
+            pair.dst.destination_pod.extend(f"{ns}/" for ns in args.namespace)
 
 
 def _common(args: argparse.Namespace) -> pb.FlowFilter:

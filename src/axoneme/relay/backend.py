@@ -119,11 +119,11 @@ class RelayBackend:
         def start(peer: Peer, req: pb.GetFlowsRequest) -> None:
             pumps[peer.name] = asyncio.ensure_future(self._pump(peer, req, out))
 
+        for peer in self.peers.connected():
+            start(peer, request)
         down = sorted(n for n, p in self.peers.peers.items() if p.state != pb.NODE_CONNECTED)
         if down:
             yield node_status(pb.NODE_UNAVAILABLE, down)
-        for peer in self.peers.connected():
-            start(peer, request)
         changed = asyncio.ensure_future(self.peers.changed.wait())
         try:
             while True:
@@ -148,10 +148,11 @@ class RelayBackend:
                         yield resp
                 if changed.done():
                     changed = asyncio.ensure_future(self.peers.changed.wait())
-                    for peer in self.peers.connected():
-                        if peer.name not in pumps:
-                            yield node_status(pb.NODE_CONNECTED, [peer.name])
-                            start(peer, live)
+                    joined = [p for p in self.peers.connected() if p.name not in pumps]
+                    for peer in joined:
+                        start(peer, live)  # before yielding: the stream starts now
+                    if joined:
+                        yield node_status(pb.NODE_CONNECTED, sorted(p.name for p in joined))
         finally:
             changed.cancel()
             for task in pumps.values():
