@@ -53,7 +53,7 @@ def tcp(pod: dict[str, Any], ip: str, port: int, bind_port: int = 0) -> socket.s
     with on_node(pod["spec"]["nodeName"]):
         s = socket_in(netns_of(pod), socket.AF_INET, socket.SOCK_STREAM)
     s.setblocking(True)
-    s.settimeout(3)
+    s.settimeout(1.5)
     # Close with RST: no TIME_WAIT, so a flow's source port can be reused at once.
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     try:
@@ -336,6 +336,36 @@ def test_services_survive_agent_kill_9(pods: dict[str, dict[str, Any]]) -> None:
     wait_active(vip2, 80, 3, ("node1",))
     assert lb_entry("node1", vip, 80) == before
     assert backend_of(pods["client"], vip2, 80).startswith("web-")
+
+
+def test_policy_applies_to_the_translated_backend(pods: dict[str, dict[str, Any]]) -> None:
+    """Socket LB hands the datapath the backend's address: web-2's ingress policy
+    (deny all) drops exactly the connections the service sent to web-2."""
+    apply(service("guarded", {"app": "web"}))
+    vip = cluster_ip("guarded")
+    wait_active(vip, 80, 3, ("node1",))
+    deny = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "deny-web-2", "namespace": NS},
+        "spec": {"podSelector": {"matchLabels": {"pod": "web-2"}}, "policyTypes": ["Ingress"]},
+    }
+    apply(deny)
+    try:
+        ax("policy", "wait")
+        served: Counter[str] = Counter()
+        for _ in range(30):
+            try:
+                s = tcp(pods["client"], vip, 80)
+            except TimeoutError:
+                served["(dropped)"] += 1
+                continue
+            served[ask(s)] += 1
+            s.close()
+        assert "web-2" not in served, served
+        assert served["(dropped)"] > 0 and served["web-1"] + served["web-3"] > 0, served
+    finally:
+        ax("delete", "-f", "-", stdin=manifest(deny))
 
 
 @pytest.mark.parametrize(

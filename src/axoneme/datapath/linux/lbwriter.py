@@ -11,25 +11,29 @@ slots, then services; deletions the other way round.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from axoneme.datapath.linux import bpfsys
 from axoneme.datapath.linux.lbmaps import (
+    BACKEND,
     KIND_FLAGS,
     LB_BE_TERMINATING,
     LB_F_AFFINITY,
     LB_F_MAGLEV,
     LB_MAP_NAMES,
     PROTO_NUMBERS,
+    SLOT_KEY,
+    SVC_VALUE,
     Backend,
     SvcKey,
     SvcValue,
     pack_maglev,
-    pack_slot_key,
 )
 from axoneme.loadbalancer import maglev
 from axoneme.loadbalancer.state import Frontend
@@ -39,6 +43,8 @@ __all__ = ["Ids", "LBWriter", "MapContents", "SyncStats", "program"]
 BackendKey = tuple[int, str, int, int]  # svc id, ip, port, proto number
 _WRITE_ORDER = ("axo_lb_backend", "axo_lb_maglev", "axo_lb_slot", "axo_lb_svc")
 _BATCH = 4096
+# Every port as the maps hold it: network byte order read as a host-order __u16.
+_NPORT = [int.from_bytes(p.to_bytes(2, "big"), "little") for p in range(65536)]
 
 
 @dataclass
@@ -94,22 +100,29 @@ def program(
     }
     ids.backend = {k: v for k, v in previous.backend.items() if k in wanted_be}
     fresh_be = iter(_allocator(ids.backend.values()))
+    # The loop below runs once per frontend and backend (10,000s): plain tuples
+    # and pre-bound packers rather than dataclasses (docs/services.md, bench).
+    be_pack, svc_pack, slot_pack = BACKEND.pack, SVC_VALUE.pack, SLOT_KEY.pack
+    aton = functools.lru_cache(maxsize=None)(socket.inet_aton)
     for fe in frontends:
         key = keys[fe.key]
         svc_id = ids.svc[key]
-        active = set(fe.active)
+        active = {(b.ip, b.port) for b in fe.active}
         for b in fe.backends:
-            bkey = (svc_id, b.ip, b.port, PROTO_NUMBERS[b.protocol])
-            if bkey not in ids.backend:
-                ids.backend[bkey] = next(fresh_be)
-            flags = 0 if b in active else LB_BE_TERMINATING
-            be = Backend(b.ip, b.port, PROTO_NUMBERS[b.protocol], flags, svc_id)
-            be_map[ids.backend[bkey].to_bytes(4, "little")] = be.pack()
+            proto = PROTO_NUMBERS[b.protocol]
+            bkey = (svc_id, b.ip, b.port, proto)
+            be_id = ids.backend.get(bkey)
+            if be_id is None:
+                be_id = ids.backend[bkey] = next(fresh_be)
+            flags = 0 if (b.ip, b.port) in active else LB_BE_TERMINATING
+            be_map[be_id.to_bytes(4, "little")] = be_pack(
+                aton(b.ip), _NPORT[b.port], proto, flags, svc_id
+            )
         active_ids = [
             ids.backend[(svc_id, b.ip, b.port, PROTO_NUMBERS[b.protocol])] for b in fe.active
         ]
         for slot, be_id in enumerate(active_ids, start=1):
-            slot_map[pack_slot_key(svc_id, slot)] = be_id.to_bytes(4, "little")
+            slot_map[slot_pack(svc_id, slot)] = be_id.to_bytes(4, "little")
         flags = (LB_F_AFFINITY if fe.affinity_timeout else 0) | KIND_FLAGS.get(fe.type, 0)
         size = 0
         if fe.algorithm == "maglev" and active_ids:
@@ -120,8 +133,7 @@ def program(
             if cache_key not in cache:
                 cache[cache_key] = pack_maglev(maglev.table(named, size))
             mag_map[svc_id.to_bytes(4, "little")] = cache[cache_key]
-        value = SvcValue(svc_id, len(active_ids), flags, fe.affinity_timeout, size)
-        svc_map[key.pack()] = value.pack()
+        svc_map[key.pack()] = svc_pack(svc_id, len(active_ids), flags, fe.affinity_timeout, size)
     return out, ids
 
 
@@ -134,6 +146,7 @@ class LBWriter:
             name: dict(self._maps[name].lookup_batch()) for name in _WRITE_ORDER
         }
         self.maglev_cache: dict[tuple[object, ...], bytes] = {}
+        self._ids = self.ids()
 
     @classmethod
     def open(cls, pin_dir: Path) -> LBWriter:
@@ -166,7 +179,7 @@ class LBWriter:
         return ids
 
     def sync(self, frontends: Iterable[Frontend], maglev_size: int) -> SyncStats:
-        wanted, _ = program(frontends, self.ids(), maglev_size, self.maglev_cache)
+        wanted, ids = program(frontends, self._ids, maglev_size, self.maglev_cache)
         written = deleted = 0
         for name in _WRITE_ORDER:
             have, want = self.current[name], wanted.maps[name]
@@ -183,6 +196,7 @@ class LBWriter:
             for k in stale:
                 del have[k]
             deleted += len(stale)
+        self._ids = ids  # only after every write went through: a failed sync reuses the old
         if len(self.maglev_cache) > 4 * max(len(wanted.maps["axo_lb_maglev"]), 16):
             self.maglev_cache.clear()  # bounded: old backend sets are not coming back
         return SyncStats(
