@@ -1,4 +1,4 @@
-"""``axoneme connectivity test`` against a 2-node lab: every scenario passes (services are
+"""``axoneme connectivity test`` against a 2-node lab: every scenario passes (NodePort is
 skipped), a deliberately broken cluster fails with the probe named, and the test's
 namespace is gone afterwards however the run ends (failure, Ctrl-C, SIGTERM)."""
 
@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from axoneme.connectivity.scenarios import NAMESPACE, SCENARIOS, SERVICES_MISSING
+from axoneme.connectivity.scenarios import NAMESPACE, SCENARIOS
 from axoneme.lab import netsetup
 from privileged.helpers import ax, manifest
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 LINE = re.compile(r"^(?:\S+ )?\[(pass|fail|skip)\] ([a-z0-9-]+)(?:: (.*)| \((.*)\))$")
-SKIPPED = {s.name for s in SCENARIOS if s.skip is not None}
+SKIPPED = {s.name: s.skip for s in SCENARIOS if s.skip is not None}
 BROKEN = "connectivity-test-deny-all"
 
 
@@ -50,6 +50,8 @@ def assert_namespace_gone() -> None:
     assert NAMESPACE not in {n["metadata"]["name"] for n in namespaces}
     pods = json.loads(ax("get", "pods", "-n", NAMESPACE, "-o", "json").stdout)["items"]
     assert pods == []
+    services = json.loads(ax("get", "services", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    assert services == []
     policies = json.loads(ax("policy", "get", "-n", NAMESPACE, "-o", "json").stdout)["items"]
     assert [p for p in policies if p["metadata"].get("namespace") == NAMESPACE] == []
     assert NAMESPACE not in ax("endpoint", "list").stdout
@@ -65,7 +67,7 @@ def test_connectivity_test_passes_on_a_healthy_lab(lab: dict[str, Any]) -> None:
     assert set(lines) == {s.name for s in SCENARIOS}, report
     for name, (status, rest) in lines.items():
         if name in SKIPPED:
-            assert (status, rest) == ("skip", SERVICES_MISSING), report
+            assert (status, rest) == ("skip", SKIPPED[name]), report
         else:
             assert status == "pass", report
             assert re.fullmatch(r"\d+ probes?, \d+\.\ds", rest), rest
@@ -104,16 +106,23 @@ def test_a_deny_all_left_in_place_fails_the_test_naming_the_probes(
         assert lines["pod-to-pod-same-node"][1].startswith("3 of 3 probes wrong"), report
         assert lines["pod-to-pod-other-node"][0] == "fail", report
         assert lines["pod-to-pod-other-node"][1].startswith("4 of 4 probes wrong"), report
-        assert lines["pod-to-service-clusterip-same-node"][0] == "skip", report
+        # Through a ClusterIP the socket LB picks the backend, and the policy drops it.
+        for name in ("pod-to-service-clusterip-same-node", "pod-to-service-clusterip-other-node"):
+            assert lines[name][0] == "fail", report
+            assert lines[name][1].startswith("3 of 3 probes wrong"), report
         # Each wrong probe on its own line, saying what happened and what was expected.
         for wrong in (
             "client -> echo-same-node:8080/TCP: got timeout, want reachable",
             "client -> echo-same-node:8080/UDP: got timeout, want reachable",
             "client2 -> echo-other-node:8080/TCP: got timeout, want reachable",
+            "client -> service:echo-other-node:8080/TCP: got timeout, want reachable",
         ):
             assert re.search(rf"^    {re.escape(wrong)}( \(.*\))?$", proc.stdout, re.M), report
-        assert "0 passed, 2 failed, 2 skipped in " in proc.stdout, report
-        assert "Failed: pod-to-pod-same-node, pod-to-pod-other-node" in proc.stdout, report
+        assert "0 passed, 4 failed, 0 skipped in " in proc.stdout, report
+        assert (
+            "Failed: pod-to-pod-same-node, pod-to-pod-other-node, "
+            "pod-to-service-clusterip-same-node, pod-to-service-clusterip-other-node"
+        ) in proc.stdout, report
         assert_namespace_gone()
         # The test removed only what it made.
         assert BROKEN in ax("policy", "get").stdout

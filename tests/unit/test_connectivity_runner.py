@@ -17,10 +17,10 @@ from axoneme.connectivity.report import ScenarioResult
 from axoneme.connectivity.scenarios import (
     DROPPED,
     NAMESPACE,
+    NODEPORT_MISSING,
     OTHER_NODE,
     REACHABLE,
     SAME_NODE,
-    SERVICES_MISSING,
     Probe,
     Scenario,
 )
@@ -146,9 +146,9 @@ def test_no_policy_scenario_touches_no_policy(monkeypatch: pytest.MonkeyPatch) -
 def test_skipped_scenario_runs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     lab = FakeLab()
     lab.install(monkeypatch)
-    scenario = Scenario("pod-to-service-x", SCENARIO.probes, skip=SERVICES_MISSING)
+    scenario = Scenario("pod-to-service-x", SCENARIO.probes, skip=NODEPORT_MISSING)
     result = _run_one(scenario)
-    assert (result.status, result.problems) == ("skip", (SERVICES_MISSING,))
+    assert (result.status, result.problems) == ("skip", (NODEPORT_MISSING,))
     assert lab.calls == []
 
 
@@ -162,8 +162,11 @@ class FakeRun:
         async def exists() -> bool:
             return leftover
 
-        async def deploy(view: runner.LabView, options: runner.Options, emit: Any) -> None:
+        async def deploy(
+            view: runner.LabView, options: runner.Options, emit: Any
+        ) -> dict[str, str]:
             self.calls.append("deploy")
+            return {}
 
         async def remove(view: runner.LabView, options: runner.Options) -> None:
             self.calls.append("remove")
@@ -181,20 +184,22 @@ class FakeRun:
 def test_run_deploys_runs_in_order_and_removes(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeLab(["reachable", "timeout"]).install(monkeypatch)
     fake = FakeRun(monkeypatch, leftover=True)
-    skipped = Scenario("pod-to-service-x", SCENARIO.probes, skip=SERVICES_MISSING)
+    skipped = Scenario("pod-to-service-x", SCENARIO.probes, skip=NODEPORT_MISSING)
     results = fake.run([SCENARIO, skipped])
     assert [(r.name, r.status) for r in results] == [("s", "pass"), ("pod-to-service-x", "skip")]
     assert fake.calls == ["remove", "deploy", "remove"]  # the leftover first
     assert fake.lines[1].startswith("Removing namespace")
     assert fake.lines[-3].startswith("[pass] s (2 probes")
-    assert fake.lines[-2].startswith("[skip] pod-to-service-x: services are not")
+    assert fake.lines[-2].startswith("[skip] pod-to-service-x: NodePort is not")
     assert fake.lines[-1] == f"Removed namespace {NAMESPACE}"
 
 
 def test_run_removes_the_namespace_when_something_breaks(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeRun(monkeypatch)
 
-    async def boom(scenario: Scenario, view: runner.LabView, options: runner.Options) -> Any:
+    async def boom(
+        scenario: Scenario, view: runner.LabView, options: runner.Options, services: Any
+    ) -> Any:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "run_scenario", boom)
@@ -217,10 +222,10 @@ def test_only_skipped_scenarios_need_no_lab(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(runner, "lab_view", no_lab)
     lines: list[str] = []
-    skipped = Scenario("pod-to-service-x", SCENARIO.probes, skip=SERVICES_MISSING)
+    skipped = Scenario("pod-to-service-x", SCENARIO.probes, skip=NODEPORT_MISSING)
     results = asyncio.run(runner.run([skipped], runner.Options(), lines.append))
     assert [r.status for r in results] == ["skip"]
-    assert lines == [f"[skip] pod-to-service-x: {SERVICES_MISSING}"]
+    assert lines == [f"[skip] pod-to-service-x: {NODEPORT_MISSING}"]
 
 
 # ---- the CLI -----------------------------------------------------------------------------
@@ -250,11 +255,11 @@ def test_cli_timeout_must_be_positive(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_cli_skips_only_run_prints_skips_and_succeeds(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _cli(capsys, "--test", "service")
+    code, out, _ = _cli(capsys, "--test", "nodeport")
     lines = out.splitlines()
     assert code == 0
-    assert [line.split()[0] for line in lines[:4]] == ["[skip]"] * 4
-    assert lines[-1].startswith("0 passed, 0 failed, 4 skipped")
+    assert [line.split()[0] for line in lines[:2]] == ["[skip]"] * 2
+    assert lines[-1].startswith("0 passed, 0 failed, 2 skipped")
 
 
 def test_cli_failure_exits_1_with_the_summary(

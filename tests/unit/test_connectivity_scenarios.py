@@ -12,11 +12,11 @@ from axoneme.connectivity import scenarios as sc
 from axoneme.connectivity.scenarios import (
     DROPPED,
     NAMESPACE,
+    NODEPORT_MISSING,
     OTHER_NODE,
     REACHABLE,
     SAME_NODE,
     SCENARIOS,
-    SERVICES_MISSING,
     THROUGH,
     Probe,
     Scenario,
@@ -34,6 +34,7 @@ from axoneme.policy.parse import parse_policy, policy_warnings
 from axoneme.probe.spec import ProbeSpec, parse_probe_line
 
 NODES = {SAME_NODE: "node1", OTHER_NODE: "node2"}
+SERVICE_IPS = {"echo-same-node": "10.96.0.10", "echo-other-node": "10.96.0.11"}
 NAMES = [s.name for s in SCENARIOS]
 
 
@@ -74,11 +75,22 @@ def test_every_family_of_the_issue_is_present() -> None:
         assert name in NAMES
 
 
-def test_only_service_scenarios_are_skipped_and_they_say_why() -> None:
+def test_only_nodeport_scenarios_are_skipped_and_they_say_why() -> None:
     skipped = {s.name for s in SCENARIOS if s.skip is not None}
-    assert skipped == {n for n in NAMES if "service" in n}
-    assert all(s.skip == SERVICES_MISSING for s in SCENARIOS if s.skip is not None)
-    assert SERVICES_MISSING == "services are not implemented yet (kube-proxy replacement issue)"
+    assert skipped == {"pod-to-service-nodeport", "world-to-service-nodeport"}
+    assert all(s.skip == NODEPORT_MISSING for s in SCENARIOS if s.skip is not None)
+    assert "NodePort" in NODEPORT_MISSING and "issue 4" in NODEPORT_MISSING
+
+
+def test_clusterip_scenarios_probe_the_services_from_both_nodes() -> None:
+    by_name = {s.name: s for s in SCENARIOS}
+    same = by_name["pod-to-service-clusterip-same-node"]
+    other = by_name["pod-to-service-clusterip-other-node"]
+    assert {p.dst for p in same.probes} == {"service:echo-same-node"}
+    assert {p.dst for p in other.probes} == {"service:echo-other-node", "service:echo-same-node"}
+    assert {p.proto for p in same.probes} == {"TCP", "UDP"}
+    assert "echo-other-node" in {p.src for p in other.probes}  # a client on the other node
+    assert all(p.want == REACHABLE for p in same.probes + other.probes)
 
 
 def test_every_scenario_has_probes_with_expectations() -> None:
@@ -115,7 +127,7 @@ def test_runnable_probes_resolve_to_valid_probe_lines() -> None:
         if scenario.skip is not None:
             continue
         for probe in scenario.probes:
-            spec = probe_spec(probe, NODES)
+            spec = probe_spec(probe, NODES, SERVICE_IPS)
             assert parse_probe_line(str(spec)) == spec
 
 
@@ -135,7 +147,7 @@ def test_policies_are_valid_enforced_and_stay_in_the_test_namespace() -> None:
 def test_workload_manifests_place_clients_and_echoes_like_cilium() -> None:
     objects = [validate(copy.deepcopy(o)) for o in workload_manifests(NODES)]
     assert objects[0]["kind"] == "Namespace" and objects[0]["metadata"]["name"] == NAMESPACE
-    pods = {o["metadata"]["name"]: o for o in objects[1:]}
+    pods = {o["metadata"]["name"]: o for o in objects[1:] if o["kind"] == "Pod"}
     assert {n: p["spec"]["nodeName"] for n, p in pods.items()} == {
         "client": "node1",
         "client2": "node1",
@@ -166,9 +178,31 @@ def test_resolve(ref: str, resolved: str) -> None:
     assert resolve(ref, NODES) == resolved
 
 
-def test_services_do_not_resolve_yet() -> None:
-    with pytest.raises(ValueError, match="services cannot be probed yet"):
+def test_services_resolve_to_their_cluster_ip() -> None:
+    assert resolve("service:echo-other-node", NODES, SERVICE_IPS) == "10.96.0.11"
+    with pytest.raises(ValueError, match="no ClusterIP known for Service"):
         resolve("service:echo-same-node", NODES)
+    with pytest.raises(ValueError, match="no ClusterIP known for Service"):
+        resolve("service:nope", NODES, SERVICE_IPS)
+
+
+def test_a_service_per_echo_selects_it_on_its_ports() -> None:
+    objects = [validate(copy.deepcopy(o)) for o in workload_manifests(NODES)]
+    services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
+    pods = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Pod"}
+    assert set(services) == {"echo-same-node", "echo-other-node"}
+    for name, svc in services.items():
+        assert svc["metadata"]["namespace"] == NAMESPACE
+        selector = svc["spec"]["selector"]
+        chosen = [n for n, p in pods.items() if selector.items() <= p["metadata"]["labels"].items()]
+        assert chosen == [name]
+        assert {(p["port"], p["protocol"]) for p in svc["spec"]["ports"]} == {
+            (8080, "TCP"),
+            (8080, "UDP"),
+        }
+    same = services["echo-same-node"]["spec"]
+    assert same["type"] == "NodePort"
+    assert [p.get("nodePort") for p in same["ports"] if p["protocol"] == "TCP"] == [31080]
 
 
 def test_probe_spec() -> None:
@@ -224,7 +258,7 @@ def test_selection_of_the_real_catalogue() -> None:
     assert [s.name for s in select(SCENARIOS, ["!service"])] == [
         n for n in NAMES if "service" not in n
     ]
-    assert all(s.skip is not None for s in select(SCENARIOS, ["service"]))
+    assert all(s.skip is not None for s in select(SCENARIOS, ["nodeport"]))
 
 
 # ---- expectations -----------------------------------------------------------------------

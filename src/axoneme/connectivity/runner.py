@@ -1,10 +1,11 @@
 """Run connectivity scenarios against the running lab.
 
 1. Remove whatever an earlier run left in :data:`NAMESPACE`, then deploy the
-   namespace and the workloads (clients and ``echo-same-node`` on the first
-   node, ``echo-other-node`` on the second) and wait until every pod runs and
-   every node's ipcache knows every pod by its identity (before that a policy
-   would see a pod as ``world``).
+   namespace, the workloads (clients and ``echo-same-node`` on the first
+   node, ``echo-other-node`` on the second) and a Service per echo workload,
+   and wait until every pod runs and every node's ipcache knows every pod by
+   its identity (before that a policy would see a pod as ``world``), and
+   (for a few seconds at most) until each Service's ClusterIP answers.
 2. Per scenario: apply its policies and wait until every agent realized that
    revision; run its probes concurrently; compare each outcome with the
    expected set; delete its policies and wait again, so the next scenario
@@ -33,9 +34,11 @@ from axoneme.cli.probe import run_probes
 from axoneme.cli.resources import apply_objects
 from axoneme.connectivity.report import ScenarioResult, Status, format_result
 from axoneme.connectivity.scenarios import (
+    ECHO_PORT,
     NAMESPACE,
     OTHER_NODE,
     SAME_NODE,
+    SERVICES,
     WORKLOADS,
     Scenario,
     mismatches,
@@ -46,10 +49,15 @@ from axoneme.k8s.errors import ValidationError
 from axoneme.k8s.objects import validate
 from axoneme.lab.control import LabError, require_state
 from axoneme.lab.topology import BPF_PIN_ROOT
+from axoneme.probe.spec import ProbeSpec
 from axoneme.store.types import Key, StoreError
 
 NAMESPACED_POLICY_KINDS = ("NetworkPolicy", "CiliumNetworkPolicy")
 POLL = 0.1
+# How long deploy waits for the ClusterIPs to answer once the pods are ready: the
+# agents program a Service within milliseconds; past this the service scenarios
+# report what they see.
+SERVICE_SETTLE = 10.0
 
 Emit = Callable[[str], None]
 
@@ -195,7 +203,29 @@ def _readiness(pods: dict[str, dict[str, Any]], view: LabView) -> list[str]:
     return waiting
 
 
-async def deploy(view: LabView, options: Options, emit: Emit) -> None:
+async def cluster_ips() -> dict[str, str]:
+    """Service name -> ClusterIP, for the Services of :data:`SERVICES` that have one."""
+    found = {}
+    for svc in await _list("Service"):
+        ip = svc.get("spec", {}).get("clusterIP")
+        if ip and ip != "None":
+            found[svc["metadata"]["name"]] = str(ip)
+    return found
+
+
+async def _services_answer(services: dict[str, str], options: Options) -> None:
+    """Wait (at most :data:`SERVICE_SETTLE`) until the client reaches every ClusterIP."""
+    specs = [ProbeSpec(f"{NAMESPACE}/client", ip, ECHO_PORT, "TCP") for ip in services.values()]
+    deadline = time.monotonic() + SERVICE_SETTLE
+    while specs and time.monotonic() < deadline:
+        results = await run_probes(specs, min(options.probe_timeout, 1.0))
+        if all(r.outcome == "reachable" for r in results):
+            return
+        await asyncio.sleep(POLL)
+
+
+async def deploy(view: LabView, options: Options, emit: Emit) -> dict[str, str]:
+    """Deploy the workloads and Services; the Services' ClusterIPs by name."""
     manifests = workload_manifests(view.nodes)
     started = time.monotonic()
     await _apply(manifests)
@@ -210,7 +240,13 @@ async def deploy(view: LabView, options: Options, emit: Emit) -> None:
                 f"workloads not ready after {options.ready_timeout:g}s: " + "; ".join(waiting)
             )
         await asyncio.sleep(POLL)
+    services = await cluster_ips()
+    missing = [name for name, _ in SERVICES if name not in services]
+    if missing:
+        raise CLIError(f"Services without a ClusterIP: {', '.join(missing)}")
+    await _services_answer(services, options)
     emit(f"Workloads ready in {time.monotonic() - started:.1f}s")
+    return services
 
 
 async def _policy_keys(namespace: str = NAMESPACE) -> list[Key]:
@@ -226,6 +262,8 @@ async def remove(view: LabView, options: Options) -> None:
     revision = await _delete(await _policy_keys())
     if revision:
         await wait_realized(view.refs, revision, options.policy_timeout)
+    # Services first: the lab's controller then removes their EndpointSlices.
+    await _delete([Key.of(s) for s in await _list("Service")])
     await _delete([Key.of(p) for p in await _list("Pod")])
     await _delete([Key("Namespace", "", NAMESPACE)])
     deadline = time.monotonic() + options.ready_timeout
@@ -250,7 +288,12 @@ async def namespace_exists() -> bool:
 # ---- scenarios -----------------------------------------------------------------------
 
 
-async def run_scenario(scenario: Scenario, view: LabView, options: Options) -> ScenarioResult:
+async def run_scenario(
+    scenario: Scenario,
+    view: LabView,
+    options: Options,
+    services: dict[str, str] | None = None,
+) -> ScenarioResult:
     if scenario.skip is not None:
         return ScenarioResult(scenario.name, "skip", problems=(scenario.skip,))
     started = time.monotonic()
@@ -264,7 +307,7 @@ async def run_scenario(scenario: Scenario, view: LabView, options: Options) -> S
             except CLIError as exc:
                 problems.append(f"applying its policies: {exc}")
         if not problems:
-            specs = [probe_spec(p, view.nodes) for p in scenario.probes]
+            specs = [probe_spec(p, view.nodes, services) for p in scenario.probes]
             results = await run_probes(specs, options.probe_timeout)
             details = [r.detail for r in results]
             outcomes = [r.outcome for r in results]
@@ -304,9 +347,9 @@ async def run(scenarios: Sequence[Scenario], options: Options, emit: Emit) -> li
         if await namespace_exists():
             emit(f"Removing namespace {NAMESPACE} left by an earlier run")
             await remove(view, options)
-        await deploy(view, options, emit)
+        services = await deploy(view, options, emit)
         for scenario in scenarios:
-            record(await run_scenario(scenario, view, options))
+            record(await run_scenario(scenario, view, options, services))
         completed = True
     finally:
         if options.keep:

@@ -11,17 +11,17 @@ Endpoints in probes are symbolic, resolved by the runner:
   ``echo-same-node``, and the node running ``echo-other-node``;
 - :data:`WORLD` as a source: the lab's host outside the cluster; an IPv4
   address as a destination (the world's addresses are :data:`WORLD_A`/:data:`WORLD_B`);
-- ``service:NAME`` as a destination: a Service's ClusterIP (not resolvable
-  until services exist; only skipped scenarios use it).
+- ``service:NAME`` as a destination: the ClusterIP of :data:`SERVICES`' Service
+  ``NAME`` (it selects the workload of the same name), read back after deploying.
 
 Outcomes are the probe engine's: ``reachable``, ``refused`` (something answered
 no: the packet got through) and ``timeout`` (silence: dropped). Nodes run no
 listener on the probed port, so "got through to a node" is ``refused`` or
 ``reachable`` (:data:`THROUGH`).
 
-Adding a scenario is one :class:`Scenario` in :data:`SCENARIOS`. The service
-families are defined already and carry ``skip``: once services exist (and the
-runner deploys a Service per echo pod) dropping ``skip`` turns each one on.
+Adding a scenario is one :class:`Scenario` in :data:`SCENARIOS`. The NodePort
+families are defined already and carry ``skip``: once NodePort is served on
+the nodes' addresses, dropping ``skip`` turns each one on.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ WORLD_A, WORLD_B = WORLD_ADDRESSES
 ECHO_PORT = 8080
 HOST_PORT = 80  # nothing listens there on a node: an answer is "refused"
 WORLD_TCP, WORLD_UDP = 80, 53  # the world's workload listens on these
-ECHO_NODEPORT = 31080  # for the NodePort scenarios, once services exist
+ECHO_NODEPORT = 31080  # echo-same-node's Service's nodePort
 
 REACHABLE: frozenset[Outcome] = frozenset({"reachable"})
 DROPPED: frozenset[Outcome] = frozenset({"timeout"})
@@ -52,7 +52,7 @@ THROUGH: frozenset[Outcome] = frozenset({"reachable", "refused"})
 
 _IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 
-SERVICES_MISSING = "services are not implemented yet (kube-proxy replacement issue)"
+NODEPORT_MISSING = "NodePort is not served on the nodes' addresses yet (tc/XDP NodePort, issue 4)"
 
 
 @dataclass(frozen=True)
@@ -144,20 +144,27 @@ def mismatches(
     ]
 
 
-def resolve(ref: str, nodes: Mapping[str, str]) -> str:
+def resolve(ref: str, nodes: Mapping[str, str], services: Mapping[str, str] | None = None) -> str:
     """A symbolic endpoint as ``axoneme probe`` names it, given the lab's node names for
-    :data:`SAME_NODE` and :data:`OTHER_NODE`."""
+    :data:`SAME_NODE` and :data:`OTHER_NODE` and the Services' ClusterIPs by name."""
     if ref in (SAME_NODE, OTHER_NODE):
         return f"node:{nodes[ref]}"
     if ref.startswith(SERVICE_PREFIX):
-        raise ValueError(f"{ref}: services cannot be probed yet")
+        name = ref.removeprefix(SERVICE_PREFIX)
+        if not services or name not in services:
+            raise ValueError(f"{ref}: no ClusterIP known for Service {NAMESPACE}/{name}")
+        return services[name]
     if ref == WORLD or _IPV4.fullmatch(ref):
         return ref
     return f"{NAMESPACE}/{ref}"
 
 
-def probe_spec(probe: Probe, nodes: Mapping[str, str]) -> ProbeSpec:
-    return ProbeSpec(resolve(probe.src, nodes), resolve(probe.dst, nodes), probe.port, probe.proto)
+def probe_spec(
+    probe: Probe, nodes: Mapping[str, str], services: Mapping[str, str] | None = None
+) -> ProbeSpec:
+    return ProbeSpec(
+        resolve(probe.src, nodes), resolve(probe.dst, nodes, services), probe.port, probe.proto
+    )
 
 
 def workload_manifests(nodes: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -188,7 +195,45 @@ def workload_manifests(nodes: Mapping[str, str]) -> list[dict[str, Any]]:
             "labels": {"app.kubernetes.io/part-of": "axoneme-connectivity"},
         },
     }
-    return [namespace, *pods]
+    return [namespace, *pods, *service_manifests()]
+
+
+# One Service per echo workload, selecting it by name, as cilium-cli deploys them;
+# echo-same-node's is a NodePort (``ECHO_NODEPORT``), the other a plain ClusterIP.
+SERVICES: tuple[tuple[str, int | None], ...] = (
+    ("echo-same-node", ECHO_NODEPORT),
+    ("echo-other-node", None),
+)
+
+
+def service_manifests() -> list[dict[str, Any]]:
+    out = []
+    for name, node_port in SERVICES:
+        workload = next(w for w in WORKLOADS if w.name == name)
+        ports = []
+        for port, proto in workload.ports:
+            entry: dict[str, Any] = {
+                "name": f"echo-{proto.lower()}",
+                "port": port,
+                "targetPort": port,
+                "protocol": proto,
+            }
+            if node_port is not None and proto == "TCP":
+                entry["nodePort"] = node_port
+            ports.append(entry)
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": {
+                    "type": "NodePort" if node_port is not None else "ClusterIP",
+                    "selector": {"name": name},
+                    "ports": ports,
+                },
+            }
+        )
+    return out
 
 
 class SelectionError(ValueError):
@@ -295,13 +340,19 @@ _NO_POLICY = (
     ),
     Scenario(
         "pod-to-service-clusterip-same-node",
-        (_tcp("client", SERVICE_PREFIX + "echo-same-node", REACHABLE),),
-        skip=SERVICES_MISSING,
+        (
+            _tcp("client", SERVICE_PREFIX + "echo-same-node", REACHABLE),
+            _udp("client", SERVICE_PREFIX + "echo-same-node", REACHABLE),
+            _tcp("client2", SERVICE_PREFIX + "echo-same-node", REACHABLE),
+        ),
     ),
     Scenario(
         "pod-to-service-clusterip-other-node",
-        (_tcp("client", SERVICE_PREFIX + "echo-other-node", REACHABLE),),
-        skip=SERVICES_MISSING,
+        (
+            _tcp("client", SERVICE_PREFIX + "echo-other-node", REACHABLE),
+            _udp("client", SERVICE_PREFIX + "echo-other-node", REACHABLE),
+            _tcp("echo-other-node", SERVICE_PREFIX + "echo-same-node", REACHABLE),
+        ),
     ),
     Scenario(
         "pod-to-service-nodeport",
@@ -309,7 +360,7 @@ _NO_POLICY = (
             _tcp("client", SAME_NODE, REACHABLE, port=ECHO_NODEPORT),
             _tcp("client", OTHER_NODE, REACHABLE, port=ECHO_NODEPORT),
         ),
-        skip=SERVICES_MISSING,
+        skip=NODEPORT_MISSING,
     ),
     Scenario(
         "world-to-service-nodeport",
@@ -317,7 +368,7 @@ _NO_POLICY = (
             _tcp(WORLD, SAME_NODE, REACHABLE, port=ECHO_NODEPORT),
             _tcp(WORLD, OTHER_NODE, REACHABLE, port=ECHO_NODEPORT),
         ),
-        skip=SERVICES_MISSING,
+        skip=NODEPORT_MISSING,
     ),
     Scenario(
         "pod-to-host",
