@@ -34,7 +34,8 @@ def _stats(sent: int, lost: int, jitter: float | None) -> PathStats:
 def test_alerts_on_loss_and_jitter_above_thresholds_only() -> None:
     limits = Thresholds(loss_ratio=0.1, jitter_seconds=0.005, min_samples=5)
     lossy = PathKey("node2", "node", "icmp", "172.30.0.12")
-    jittery = PathKey("node2", "endpoint", "http", "10.42.2.2")
+    jittery = PathKey("node2", "endpoint", "icmp", "10.42.2.2")
+    http_jitter = PathKey("node2", "endpoint", "http", "10.42.2.2")
     fine = PathKey("node1", "node", "icmp", "172.30.0.11")
     young = PathKey("node1", "node", "http", "172.30.0.11")
     found = alerts(
@@ -42,6 +43,7 @@ def test_alerts_on_loss_and_jitter_above_thresholds_only() -> None:
         {
             lossy: _stats(10, 3, 0.001),
             jittery: _stats(10, 0, 0.006),
+            http_jitter: _stats(10, 0, 0.05),  # HTTP jitter is reported, never alerted
             fine: _stats(10, 1, 0.005),  # exactly at the limits: no alert
             young: _stats(4, 4, None),  # too few samples for a verdict
         },

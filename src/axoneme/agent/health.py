@@ -1,20 +1,25 @@
 """Agent component: the node's health endpoint, its responders, and the health checker.
 
 The health endpoint is a real endpoint (Cilium's cilium-health): a network
-namespace wired by the endpoint manager like a pod, with reserved identity
-``health`` (4), published as a CiliumEndpoint so every node's ipcache knows
-its address. It is re-created at every agent start and removed on stop.
-Both it and the node answer ICMP (the kernel) and HTTP on port 4240.
+namespace wired by the endpoint manager like a pod, with the reserved
+identity ``health`` (4) and the datapath's programs on its veth. It is
+re-created at every agent start and removed on stop. Both it and the node
+answer ICMP (the kernel) and HTTP on port 4240.
+
+Like Cilium's, it is not a pod, so it has no CiliumEndpoint (the operator
+would collect one without a pod). Other nodes learn its address from the
+node's own ``/hello`` answer, and accept it only inside that node's pod CIDR.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,28 +31,34 @@ from axoneme.health.checker import HealthChecker, NodeTarget, Thresholds
 from axoneme.health.icmp import Pinger
 from axoneme.health.metrics import HealthCollector
 from axoneme.health.responder import HEALTH_PORT, http_probe, responder_app, serve
-from axoneme.identity.reserved import HEALTH
+from axoneme.k8s.objects import Node
 from axoneme.kit.netns import netns_path, socket_in
 from axoneme.labels.derive import reserved
 from axoneme.metrics import REGISTRY
 
 if TYPE_CHECKING:
     from axoneme.agent.daemon import AgentContext
-    from axoneme.agent.enforcement import Enforcement
 
 log = logging.getLogger(__name__)
 
 CONTAINER_ID = "axoneme-health"
 IFNAME = "eth0"
-NAMESPACE = "kube-system"  # where its CiliumEndpoint is published
 
 
-def health_targets(enforcement: Enforcement) -> Iterator[NodeTarget]:
-    """Every node, with the health endpoint address its node published (if any)."""
-    health_ips = {r.node_ip: r.ipv4 for r in enforcement.ceps.values() if r.identity == HEALTH}
-    for node in sorted(enforcement.nodes.values(), key=lambda n: n.name):
-        if node.internal_ip:
-            yield NodeTarget(node.name, node.internal_ip, health_ips.get(node.internal_ip, ""))
+def health_targets(nodes: Iterable[Node], learned: Mapping[str, str]) -> Iterator[NodeTarget]:
+    """Every node, with the health endpoint address it announced (node IP → health IP).
+
+    An announced address outside the node's pod CIDRs is ignored: we probe only
+    addresses the cluster gave that node, never one a peer merely names."""
+    for node in sorted(nodes, key=lambda n: n.name):
+        if not node.internal_ip:
+            continue
+        announced, health_ip = learned.get(node.internal_ip, ""), ""
+        with contextlib.suppress(ValueError):
+            address = ipaddress.ip_address(announced)
+            if any(address in ipaddress.ip_network(c) for c in node.pod_cidrs):
+                health_ip = str(address)
+        yield NodeTarget(node.name, node.internal_ip, health_ip)
 
 
 def _netns(*args: str) -> None:
@@ -73,7 +84,7 @@ async def _create_endpoint(ctx: AgentContext, netns: str) -> Endpoint:
     await asyncio.to_thread(_netns, "add", netns)
     labels = reserved("health")
     identity = await ctx.enforcement.allocate(labels)
-    info = PodInfo(NAMESPACE, f"axoneme-health-{ctx.config.node}", {}, identity)
+    info = PodInfo(identity=identity)  # no namespace/pod: not a pod, no CiliumEndpoint
     ep = await asyncio.to_thread(ctx.manager.add, CONTAINER_ID, IFNAME, netns_path(netns), info)
     await ctx.enforcement.endpoint_ready(ep, labels)
     return ep
@@ -100,6 +111,8 @@ async def run(ctx: AgentContext) -> None:
     collector: HealthCollector | None = None
     pinger: Pinger | None = None
     try:
+        # The endpoint's record names this node's address: know the nodes first.
+        await ctx.enforcement.synced.wait()
         ep = await _endpoint_until_created(ctx, cfg.netns)
         log.info("health endpoint %d at %s in netns %s", ep.id, ep.ipv4, cfg.netns)
         sock = await asyncio.to_thread(
@@ -108,11 +121,18 @@ async def run(ctx: AgentContext) -> None:
         runners.append(await serve(responder_app(ctx.config.node, "endpoint"), _listener(sock)))
         node_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         node_sock.setblocking(False)
-        runners.append(await serve(responder_app(ctx.config.node, "node"), _listener(node_sock)))
+        node_app = responder_app(ctx.config.node, "node", ep.ipv4)
+        runners.append(await serve(node_app, _listener(node_sock)))
         pinger = Pinger()
+        learned: dict[str, str] = {}  # node IP → the health IP its /hello announced
 
         async def http(ip: str, timeout: float) -> float | None:
-            return await http_probe(ip, HEALTH_PORT, timeout)
+            answer = await http_probe(ip, HEALTH_PORT, timeout)
+            if answer is None:
+                return None
+            if answer.body.get("role") == "node":
+                learned[ip] = str(answer.body.get("healthIP", ""))
+            return answer.seconds
 
         checker = HealthChecker(
             ctx.config.node,
@@ -125,8 +145,7 @@ async def run(ctx: AgentContext) -> None:
         collector = HealthCollector(checker)
         REGISTRY.register(collector)
         ctx.service.health = checker.report
-        await ctx.enforcement.synced.wait()
-        await checker.run(lambda: list(health_targets(ctx.enforcement)))
+        await checker.run(lambda: list(health_targets(ctx.enforcement.nodes.values(), learned)))
     finally:
         ctx.service.health = None
         if collector is not None:

@@ -18,6 +18,9 @@ __all__ = ["EchoReply", "Pinger", "checksum", "echo_request", "parse_echo_reply"
 
 ECHO_REPLY = 0
 ECHO_REQUEST = 8
+# Linux's SO_TIMESTAMPNS (= SCM_TIMESTAMPNS); Python 3.11 does not name it.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("=qq")
 _HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 
 
@@ -62,9 +65,11 @@ class Pinger:
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
         self._sock.setblocking(False)
+        # The kernel stamps each reply on arrival: RTTs exclude our event loop's delays.
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self._ident = os.getpid() & 0xFFFF
         self._seq = 0
-        self._waiting: dict[tuple[str, int], tuple[float, asyncio.Future[float]]] = {}
+        self._waiting: dict[tuple[str, int], tuple[int, asyncio.Future[float]]] = {}
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self._sock.fileno(), self._on_readable)
 
@@ -77,7 +82,7 @@ class Pinger:
         self._seq = (self._seq + 1) & 0xFFFF
         key = (ip, self._seq)
         future: asyncio.Future[float] = self._loop.create_future()
-        self._waiting[key] = (time.perf_counter(), future)
+        self._waiting[key] = (time.time_ns(), future)  # CLOCK_REALTIME, as the stamps
         try:
             self._sock.sendto(echo_request(self._ident, self._seq), (ip, 0))
             return await asyncio.wait_for(future, timeout)
@@ -87,15 +92,19 @@ class Pinger:
             self._waiting.pop(key, None)
 
     def _on_readable(self) -> None:
-        now = time.perf_counter()
         while True:
             try:
-                data, (source, _) = self._sock.recvfrom(2048)
+                data, ancillary, _, (source, _) = self._sock.recvmsg(2048, 64)
             except (BlockingIOError, InterruptedError):
                 return
+            arrived = time.time_ns()
+            for level, kind, value in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    seconds, nanos = _TIMESPEC.unpack_from(value)
+                    arrived = seconds * 1_000_000_000 + nanos
             reply = parse_echo_reply(data)
             if reply is None or reply.ident != self._ident:
                 continue
             waiting = self._waiting.get((source, reply.seq))
             if waiting is not None and not waiting[1].done():
-                waiting[1].set_result(now - waiting[0])
+                waiting[1].set_result(max(0, arrived - waiting[0]) / 1e9)

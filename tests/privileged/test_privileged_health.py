@@ -1,0 +1,155 @@
+"""Network health in a real lab: health endpoints, probes, and a lossy link's alert.
+
+This kernel has no ``sch_netem``, so the lossy link is an iptables ``statistic``
+rule in node2's namespace that drops half of what arrives on its underlay
+link (raw table, before routing: probes to the node and to its health
+endpoint both cross it). The alert must appear on node1, then clear once the
+rule is gone and the window has slid past the losses.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from axoneme.api.client import AgentAPIError, AgentClient
+from axoneme.identity.reserved import HEALTH
+from axoneme.lab import control
+from axoneme.lab.topology import LabConfig
+from privileged.conftest import lab_down_clean
+
+LOSS_RULE = [
+    "PREROUTING", "-i", "eth0", "-m", "statistic", "--mode", "random",
+    "--probability", "0.5", "-j", "DROP",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def health_lab(lab_lock: None) -> Iterator[dict[str, Any]]:
+    control.down(grace=5.0)
+    state = control.up(LabConfig(nodes=2, health=True))
+    try:
+        yield state
+    finally:
+        lab_down_clean()
+    assert not any(Path("/run/netns").glob("axn-*-health")), "health namespaces left"
+
+
+def agent(state: dict[str, Any], node: str) -> AgentClient:
+    sock = next(n["socket"] for n in state["nodes"] if n["name"] == node)
+    return AgentClient(Path(sock), timeout=5)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def node2_alerts(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for a in report["alerts"] if a["target"] == "node2" and a["metric"] == "loss"]
+
+
+def iptables(*args: str) -> None:
+    subprocess.run(
+        ["ip", "netns", "exec", "axn-node2", "iptables", "-t", "raw", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_health_endpoints_have_the_health_identity(health_lab: dict[str, Any]) -> None:
+    for node, cidr in (("node1", "10.42.1."), ("node2", "10.42.2.")):
+        eps = [e for e in agent(health_lab, node).get("/v1/endpoints") if e["identity"] == HEALTH]
+        assert len(eps) == 1 and eps[0]["ipv4"].startswith(cidr), eps
+        assert Path(f"/run/netns/axn-{node}-health").exists()
+
+
+def test_every_path_is_probed_and_healthy(health_lab: dict[str, Any]) -> None:
+    client = agent(health_lab, "node1")
+
+    def settled() -> dict[str, Any] | None:
+        try:
+            report: dict[str, Any] = client.get("/v1/health")
+        except AgentAPIError:
+            return None  # 404 until the health endpoint exists and the checker runs
+        paths = [p for n in report["nodes"] for p in n["paths"]]
+        full = all(p["sent"] == report["window"] and p["lastOk"] for p in paths)
+        return report if len(paths) == 8 and full else None
+
+    first = wait_for("8 answering paths from node1", settled, timeout=40)
+    # One more whole window after that: a healthy lab loses nothing.
+    time.sleep(first["window"] * first["intervalSeconds"])
+    report = client.get("/v1/health")
+    assert not [a for a in report["alerts"] if a["metric"] == "loss"], report["alerts"]
+    node2 = next(n for n in report["nodes"] if n["name"] == "node2")
+    kinds = {(p["kind"], p["protocol"], p["ip"]) for p in node2["paths"]}
+    health_ip = next(
+        e["ipv4"] for e in agent(health_lab, "node2").get("/v1/endpoints") if e["identity"] == 4
+    )
+    assert kinds == {
+        ("node", "icmp", "172.30.0.12"),
+        ("node", "http", "172.30.0.12"),
+        ("endpoint", "icmp", health_ip),
+        ("endpoint", "http", health_ip),
+    }
+    for p in node2["paths"]:
+        assert 0 < p["latencySeconds"] < 0.5 and p["lossRatio"] == 0, p
+
+    out = subprocess.run(
+        [".venv/bin/axoneme", "status", "--verbose", "--node", "node1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Cluster health:   2/2 reachable" in out
+    assert f"Endpoint connectivity to {health_ip}:" in out
+    assert "ALERT" not in out
+
+
+def test_lossy_link_raises_the_loss_alert_and_it_clears(health_lab: dict[str, Any]) -> None:
+    client = agent(health_lab, "node1")
+    wait_for("no loss alert before", lambda: not node2_alerts(client.get("/v1/health")), 30)
+    iptables("-I", *LOSS_RULE)
+    try:
+        alerts = wait_for(
+            "a loss alert for node2",
+            lambda: node2_alerts(client.get("/v1/health")),
+            timeout=30,
+        )
+        assert {a["kind"] for a in alerts} <= {"node", "endpoint"}
+        assert all(a["value"] > a["threshold"] for a in alerts)
+        out = subprocess.run(
+            [".venv/bin/axoneme", "status", "--node", "node1"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "ALERT node1 -> node2" in out and "loss" in out
+        # Probes are round trips: node2's replies from node1 cross the same lossy link.
+        wait_for(
+            "node2 to see loss towards node1",
+            lambda: [
+                a
+                for a in agent(health_lab, "node2").get("/v1/health")["alerts"]
+                if a["target"] == "node1" and a["metric"] == "loss"
+            ],
+            timeout=30,
+        )
+    finally:
+        iptables("-D", *LOSS_RULE)
+    wait_for(
+        "the loss alert to clear",
+        lambda: not node2_alerts(client.get("/v1/health")),
+        timeout=40,
+    )
