@@ -57,8 +57,11 @@ def _parser() -> argparse.ArgumentParser:
 
     apply = sub.add_parser("apply", help="create or update resources from a manifest")
     apply.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
-    delete = sub.add_parser("delete", help="delete the resources of a manifest")
-    delete.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
+    delete = sub.add_parser("delete", help="delete the resources of a manifest, or KIND NAME")
+    delete.add_argument("-f", "--filename", help="manifest file, or - for stdin")
+    delete.add_argument("resource", nargs="?", help="KIND (e.g. ciliumnode) when no -f")
+    delete.add_argument("name", nargs="?", help="NAME when no -f")
+    delete.add_argument("-n", "--namespace", help="namespace of a namespaced KIND")
 
     get = sub.add_parser("get", help="list pods, nodes or namespaces")
     get.add_argument("resource", help="pods, nodes or namespaces")
@@ -397,7 +400,18 @@ def dispatch(args: argparse.Namespace) -> int:
             for line in asyncio.run(resources.apply(args.filename)):
                 print(line)
             return 0
+        if args.command == "delete" and not args.filename:
+            if not (args.resource and args.name):
+                raise CLIError("delete: give -f FILE, or KIND NAME (e.g. delete ciliumnode node1)")
+            kind = resources.kind_of(args.resource)
+            if not asyncio.run(resources.delete_named(kind, args.name, args.namespace)):
+                print(f"error: {kind.lower()}/{args.name} not found", file=sys.stderr)
+                return 1
+            print(f"{kind.lower()}/{args.name} deleted")
+            return 0
         if args.command == "delete":
+            if args.resource:
+                raise CLIError("delete: give either -f FILE or KIND NAME, not both")
             done, missing = asyncio.run(resources.delete(args.filename))
             for line in done:
                 print(line)

@@ -17,7 +17,7 @@ from axoneme.k8s.errors import ValidationError
 from axoneme.k8s.manifest import parse_manifest
 from axoneme.k8s.objects import DEFAULT_NAMESPACE
 from axoneme.lab.topology import SERVICE_CIDR
-from axoneme.store.types import ConflictError, Key, Store, StoreError
+from axoneme.store.types import KINDS, ConflictError, Key, Store, StoreError
 
 KIND_ALIASES = {
     "pods": "Pod",
@@ -34,6 +34,18 @@ KIND_ALIASES = {
     "svc": "Service",
     "endpointslices": "EndpointSlice",
     "endpointslice": "EndpointSlice",
+    # The control plane's own resources (docs/control-plane.md).
+    "ciliumnodes": "CiliumNode",
+    "ciliumnode": "CiliumNode",
+    "cn": "CiliumNode",
+    "ciliumpodippools": "CiliumPodIPPool",
+    "ciliumpodippool": "CiliumPodIPPool",
+    "ippools": "CiliumPodIPPool",
+    "clusternodes": "ClusterNode",
+    "clusternode": "ClusterNode",
+    "ciliumendpoints": "CiliumEndpoint",
+    "ciliumendpoint": "CiliumEndpoint",
+    "cep": "CiliumEndpoint",
 }
 # Namespaces must exist before what goes in them, and outlive it; policies
 # go in before pods so a new pod never runs a moment without them.
@@ -171,13 +183,27 @@ async def delete(path: str) -> tuple[list[str], list[str]]:
         await store.close()
 
 
+async def delete_named(kind: str, name: str, namespace: str | None) -> bool:
+    """``axoneme delete KIND NAME``: True if it existed."""
+    namespaced = KINDS[kind][1]
+    store = open_store()
+    try:
+        key = Key(kind, (namespace or DEFAULT_NAMESPACE) if namespaced else "", name)
+        return await store.delete(key) is not None
+    except StoreError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        await store.close()
+
+
 def kind_of(word: str) -> str:
     try:
         return KIND_ALIASES[word.lower()]
     except KeyError:
         raise CLIError(
             f"resource type {word!r} is not known "
-            "(use pods, nodes, namespaces, services or endpointslices)"
+            "(use pods, nodes, namespaces, services, endpointslices, ciliumnodes, "
+            "ciliumpodippools, clusternodes or ciliumendpoints)"
         ) from None
 
 
