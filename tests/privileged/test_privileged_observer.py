@@ -312,3 +312,100 @@ def test_bad_requests_are_refused_naming_the_field(obs: dict[str, Any]) -> None:
             list(stub.GetFlows(bad, timeout=10))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
         assert err.value.details().startswith("whitelist[0].source_pod[0]")  # type: ignore[attr-defined]
+
+
+# ---- metrics, scraped by a real Prometheus server ----------------------------------
+
+PROM_PORT = 9099  # on the lab namespace's loopback
+
+
+def in_lab(*cmd: str, timeout: float = 10) -> str:
+    return subprocess.run(
+        ["nsenter", "--net=/run/netns/axn-lab", *cmd],
+        check=True, capture_output=True, text=True, timeout=timeout,
+    ).stdout  # fmt: skip
+
+
+def promql(query: str) -> list[dict[str, Any]]:
+    out = in_lab(
+        "curl", "-sf", "--get", "--data-urlencode", f"query={query}",
+        f"http://127.0.0.1:{PROM_PORT}/api/v1/query",
+    )  # fmt: skip
+    body = json.loads(out)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def scraped(target: str, name: str, **labels: str) -> float:
+    """One sample straight from a /metrics endpoint (the value Prometheus should hold)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in in_lab("curl", "-sf", f"http://{target}/metrics").splitlines():
+        if line.startswith(name + "{"):
+            got = ",".join(sorted(line[len(name) + 1 : line.rindex("}")].split(",")))
+            if got == want:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_prometheus_scrapes_agents_and_relay(obs: dict[str, Any], tmp_path: Path) -> None:
+    prometheus = "/usr/bin/prometheus"
+    if not Path(prometheus).exists():
+        if os.environ.get("AXONEME_REQUIRE_PRIVILEGED") == "1":
+            pytest.fail("needs Debian's prometheus (scripts/install-deps.sh installs it)")
+        pytest.skip("needs Debian's prometheus (scripts/install-deps.sh installs it)")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: agents\n"
+        "    static_configs: [{targets: ['172.30.0.11:9962', '172.30.0.12:9962']}]\n"
+        "  - job_name: relay\n"
+        "    static_configs: [{targets: ['172.30.0.1:9966']}]\n"
+    )
+    with (tmp_path / "prometheus.log").open("wb") as log:
+        server = subprocess.Popen(
+            ["nsenter", "--net=/run/netns/axn-lab", prometheus, f"--config.file={config}",
+             f"--storage.tsdb.path={tmp_path / 'data'}",
+             f"--web.listen-address=127.0.0.1:{PROM_PORT}"],
+            stdout=subprocess.DEVNULL, stderr=log,
+        )  # fmt: skip
+    try:
+
+        def all_up() -> bool:
+            try:
+                up = promql("up")
+            except (subprocess.CalledProcessError, AssertionError):
+                return False
+            return len(up) == 3 and all(r["value"][1] == "1" for r in up)
+
+        wait_for(all_up, 30, "Prometheus scraping both agents and the relay")
+        # What the agent on node2 exports for the denied connections of the fixture...
+        denied = scraped("172.30.0.12:9962", "hubble_drop_total", protocol="TCP",
+                         reason="POLICY_DENIED")  # fmt: skip
+        assert denied >= 2
+        query = 'hubble_drop_total{instance="172.30.0.12:9962",reason="POLICY_DENIED"}'
+
+        def stored() -> bool:
+            result = promql(query)
+            return bool(result) and float(result[0]["value"][1]) == denied
+
+        # ... is what Prometheus holds after its next scrape.
+        wait_for(stored, 10, f"{query} == {denied}")
+        flows = promql('sum by (instance) (hubble_flows_processed_total{job="agents"})')
+        assert {r["metric"]["instance"] for r in flows} == {"172.30.0.11:9962", "172.30.0.12:9962"}
+        assert all(float(r["value"][1]) > 0 for r in flows)
+        verdicts = promql(
+            'sum by (direction, action) (hubble_policy_verdicts_total{action="dropped"})'
+        )
+        assert {r["metric"]["direction"] for r in verdicts} == {"ingress"}
+        syn = promql('sum(hubble_tcp_flags_total{flag="SYN"})')
+        assert float(syn[0]["value"][1]) > 0
+        ports = promql('hubble_port_distribution_total{port="80",protocol="TCP"}')
+        assert ports and float(ports[0]["value"][1]) > 0
+        lost = promql("sum(hubble_lost_events_total)")
+        assert float(lost[0]["value"][1]) == 0
+        peers = promql('hubble_relay_peers{state="NODE_CONNECTED"}')
+        assert float(peers[0]["value"][1]) == 2
+    finally:
+        server.terminate()
+        server.wait(timeout=15)

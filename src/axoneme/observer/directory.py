@@ -81,6 +81,10 @@ class Directory(EndpointResolver):
         self._memo[key] = made
         return made
 
+    @property
+    def has_services(self) -> bool:  # type: ignore[override]
+        return self.services is not _no_service
+
     def service(self, ip: str, port: int, protocol: int) -> str:
         return self.services(ip, port, protocol)
 

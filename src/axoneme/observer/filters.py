@@ -159,12 +159,17 @@ def _pod_check(field: str, values: Sequence[str], side: Side) -> FlowPredicate:
             raise FilterError(f"{field}[{i}]", f"{value!r} is not 'namespace/' or 'namespace/pod'")
         wanted.append((ns, prefix))
 
+    by_ns: dict[str, tuple[str, ...]] = {}
+    for ns, prefix in wanted:
+        by_ns[ns] = (*by_ns.get(ns, ()), prefix)
+
     def check(f: Flow) -> bool:
         ep = side(f)
-        return any(
-            ep.namespace == ns and ep.pod_name.startswith(prefix) and (ep.pod_name or not prefix)
-            for ns, prefix in wanted
-        )
+        prefixes = by_ns.get(ep.namespace)
+        if prefixes is None:
+            return False
+        name = ep.pod_name
+        return any(name.startswith(p) and (name or not p) for p in prefixes)
 
     return check
 
@@ -324,7 +329,16 @@ def compile_filter(flt: pb.FlowFilter, field: str) -> FlowPredicate:
         return lambda f: True
     if len(checks) == 1:
         return checks[0]
-    return lambda f: all(c(f) for c in checks)
+    checks_ = tuple(checks)
+
+    def every(f: Flow) -> bool:
+        # A plain loop: a generator in all() costs a third of the filter on this hot path.
+        for check in checks_:  # noqa: SIM110
+            if not check(f):
+                return False
+        return True
+
+    return every
 
 
 @dataclass(frozen=True)
@@ -333,9 +347,16 @@ class FlowFilters:
     blacklist: tuple[FlowPredicate, ...]
 
     def __call__(self, flow: Flow) -> bool:
-        if self.whitelist and not any(p(flow) for p in self.whitelist):
-            return False
-        return not any(p(flow) for p in self.blacklist)
+        if self.whitelist:
+            for allowed in self.whitelist:
+                if allowed(flow):
+                    break
+            else:
+                return False
+        for denied in self.blacklist:  # noqa: SIM110 (hot path: no generator)
+            if denied(flow):
+                return False
+        return True
 
 
 def compile_filters(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -145,9 +146,11 @@ class FlowEndpoint:
         return f"{self.namespace}/{self.pod_name}" if self.pod_name else ""
 
 
-@dataclass(frozen=True, slots=True)
-class Flow:
-    """One observed flow event, Hubble's ``Flow`` fields in Python form."""
+class Flow(NamedTuple):
+    """One observed flow event, Hubble's ``Flow`` fields in Python form.
+
+    A NamedTuple rather than a frozen dataclass: as immutable and typed, and
+    built about five times faster, which is most of the decoding cost."""
 
     seq: int  # the observer's sequence number on its node
     time_ns: int  # wall clock, ns since the epoch
@@ -232,11 +235,16 @@ def rows(records: np.ndarray) -> list[tuple[int, ...]]:
 class EndpointResolver:
     """What decoding needs to name the two ends of a flow (see ``observer.directory``)."""
 
+    has_services = False  # whether ``service`` can name anything (skipped otherwise)
+
     def endpoint(self, ip: str, identity: int) -> FlowEndpoint:
         return FlowEndpoint(identity=identity)
 
     def service(self, ip: str, port: int, protocol: int) -> str:
         return ""
+
+
+_new_tuple = tuple.__new__
 
 
 def decode_row(
@@ -245,8 +253,12 @@ def decode_row(
     node: str,
     mono_to_wall_ns: int,
     resolver: EndpointResolver,
+    memo: dict[int, FlowEndpoint] | None = None,
 ) -> Flow:
-    """One flow from one record's fields (the order of :data:`EVENT_FIELDS`)."""
+    """One flow from one record's fields (the order of :data:`EVENT_FIELDS`).
+
+    ``memo`` caches ``resolver``'s answers by (address, identity) packed in one int
+    (the caller keeps one per resolver): most flows are between a few endpoints."""
     (
         ts_ns, etype, verdict, dir_, proto, ep_id, reason, src_id, dst_id,
         saddr, daddr, sport, dport, tcp_flags, ct_state, ifindex, length, cookie,
@@ -259,43 +271,54 @@ def decode_row(
     else:
         sub = (TRACE_FROM_LXC if egress else TRACE_TO_LXC) if msg == MSG_TRACE else 0
         is_reply = ct_state == events.CT_REPLY
-    src_ip, dst_ip = _ip(saddr), _ip(daddr)
-    src = resolver.endpoint(src_ip, src_id)
-    dst = resolver.endpoint(dst_ip, dst_id)
-    if ep_id:
+    src_ip = _addr_cache.get(saddr) or _ip(saddr)
+    dst_ip = _addr_cache.get(daddr) or _ip(daddr)
+    if memo is None:
+        memo = {}
+    src = memo.get(saddr << 32 | src_id)
+    if src is None:
+        src = memo[saddr << 32 | src_id] = resolver.endpoint(src_ip, src_id)
+    dst = memo.get(daddr << 32 | dst_id)
+    if dst is None:
+        dst = memo[daddr << 32 | dst_id] = resolver.endpoint(dst_ip, dst_id)
+    if ep_id and (src if egress else dst).id != ep_id:
         # The datapath names the local endpoint by its ID: trust it over the IP.
         local = src if egress else dst
-        if local.id != ep_id:
-            local = FlowEndpoint(
-                ep_id, local.identity, local.namespace, local.pod_name, local.labels,
-                local.workloads,
-            )  # fmt: skip
-            if egress:
-                src = local
-            else:
-                dst = local
-    ported = proto in (6, 17, 132)
-    return Flow(
-        seq=seq,
-        time_ns=ts_ns + mono_to_wall_ns,
-        node_name=node,
-        verdict=verdict,
-        drop_reason=reason,
-        event_type=msg,
-        event_sub_type=sub,
-        observation_point=POINT_FROM_ENDPOINT if egress else POINT_TO_ENDPOINT,
-        traffic_direction=EGRESS if egress else INGRESS,
-        is_reply=is_reply,
-        ip_source=src_ip,
-        ip_destination=dst_ip,
-        protocol=proto,
-        source_port=sport if ported else 0,
-        destination_port=dport if ported else 0,
-        tcp_flags=tcp_flags if proto == 6 else 0,
-        source=src,
-        destination=dst,
-        destination_service=resolver.service(dst_ip, dport, proto) if ported else "",
-        interface_index=ifindex,
-        policy_set=cookie,
-        length=length,
+        local = FlowEndpoint(
+            ep_id, local.identity, local.namespace, local.pod_name, local.labels, local.workloads
+        )
+        if egress:
+            src = local
+        else:
+            dst = local
+    ported = proto == 6 or proto == 17 or proto == 132
+    # tuple.__new__ straight: the NamedTuple's own __new__ is a Python call with 23
+    # arguments, a fifth of the decoding time. Fields in Flow's order.
+    return _new_tuple(
+        Flow,
+        (
+            seq,
+            ts_ns + mono_to_wall_ns,
+            node,
+            verdict,
+            reason,
+            msg,
+            sub,
+            POINT_FROM_ENDPOINT if egress else POINT_TO_ENDPOINT,
+            EGRESS if egress else INGRESS,
+            is_reply,
+            src_ip,
+            dst_ip,
+            proto,
+            sport if ported else 0,
+            dport if ported else 0,
+            tcp_flags if proto == 6 else 0,
+            src,
+            dst,
+            "",
+            resolver.service(dst_ip, dport, proto) if ported and resolver.has_services else "",
+            ifindex,
+            cookie,
+            length,
+        ),
     )

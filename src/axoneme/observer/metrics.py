@@ -34,11 +34,22 @@ _TCP_FLAGS = (
 
 
 def _unique_rows(*columns: np.ndarray) -> list[tuple[tuple[int, ...], int]]:
+    """Distinct value combinations of small unsigned columns and their counts: packed
+    into one int64 key (16 bits a column) so one 1-D ``np.unique`` does it."""
     if columns[0].size == 0:
         return []
-    stacked = np.stack([c.astype(np.int64) for c in columns], axis=1)
-    keys, counts = np.unique(stacked, axis=0, return_counts=True)
-    return [(tuple(int(x) for x in k), int(n)) for k, n in zip(keys, counts, strict=True)]
+    key = np.zeros(columns[0].shape, np.int64)
+    for column in columns:
+        key = (key << 16) | column.astype(np.int64)
+    keys, counts = np.unique(key, return_counts=True)
+    out = []
+    for k, n in zip(keys.tolist(), counts.tolist(), strict=True):
+        values = []
+        for _ in columns:
+            values.append(k & 0xFFFF)
+            k >>= 16
+        out.append((tuple(reversed(values)), n))
+    return out
 
 
 class FlowMetrics:

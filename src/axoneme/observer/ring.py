@@ -15,7 +15,7 @@ import bisect
 import numpy as np
 
 from axoneme.datapath.events import EVENT_SIZE
-from axoneme.observer.flow import EndpointResolver, Flow, decode_row, rows
+from axoneme.observer.flow import EndpointResolver, Flow, FlowEndpoint, decode_row, rows
 
 __all__ = ["FlowRing"]
 
@@ -30,8 +30,10 @@ class FlowRing:
         self._raw = np.zeros((capacity, EVENT_SIZE), np.uint8)
         self._flows: list[Flow | None] = [None] * capacity
         self.head = 0  # the next sequence number
-        # (first sequence, resolver) per directory change, oldest first.
-        self._resolvers: list[tuple[int, EndpointResolver]] = [(0, EndpointResolver())]
+        # (first sequence, resolver, its memo) per directory change, oldest first.
+        self._resolvers: list[tuple[int, EndpointResolver, dict[int, FlowEndpoint]]] = [
+            (0, EndpointResolver(), {})
+        ]
 
     @property
     def oldest(self) -> int:
@@ -43,9 +45,9 @@ class FlowRing:
     def set_resolver(self, resolver: EndpointResolver) -> None:
         """Flows from the next batch on are resolved with ``resolver``."""
         if self._resolvers[-1][0] == self.head:
-            self._resolvers[-1] = (self.head, resolver)
+            self._resolvers[-1] = (self.head, resolver, {})
         else:
-            self._resolvers.append((self.head, resolver))
+            self._resolvers.append((self.head, resolver, {}))
         while len(self._resolvers) > 1 and self._resolvers[1][0] <= self.oldest:
             del self._resolvers[0]
 
@@ -65,11 +67,11 @@ class FlowRing:
             self._raw[: n - first] = records[first:]
         self.head += n
 
-    def _resolver(self, seq: int) -> tuple[EndpointResolver, int]:
-        """The resolver for ``seq`` and the first sequence it no longer covers."""
+    def _resolver(self, seq: int) -> tuple[EndpointResolver, dict[int, FlowEndpoint], int]:
+        """The resolver for ``seq``, its memo, and the first sequence it no longer covers."""
         at = max(bisect.bisect_right(self._resolvers, seq, key=lambda item: item[0]) - 1, 0)
         upto = self._resolvers[at + 1][0] if at + 1 < len(self._resolvers) else 1 << 62
-        return self._resolvers[at][1], upto
+        return self._resolvers[at][1], self._resolvers[at][2], upto
 
     def flows(self, lo: int, hi: int) -> list[Flow]:
         """Flows with sequence numbers in [lo, hi), clamped to what is held."""
@@ -85,7 +87,9 @@ class FlowRing:
                 seq += 1
                 continue
             end = min(hi, seq + (self.capacity - slot))
-            resolver, upto = self._resolver(seq)
+            resolver, memo, upto = self._resolver(seq)
+            if len(memo) > 65536:
+                memo.clear()  # world addresses could otherwise grow it without bound
             for i, row in enumerate(rows(self._raw[slot : slot + (end - seq)])):
                 s = seq + i
                 cached = self._flows[slot + i]
@@ -93,8 +97,8 @@ class FlowRing:
                     out.append(cached)
                     continue
                 if s >= upto:
-                    resolver, upto = self._resolver(s)
-                made = decode_row(row, s, self.node, self.mono_to_wall_ns, resolver)
+                    resolver, memo, upto = self._resolver(s)
+                made = decode_row(row, s, self.node, self.mono_to_wall_ns, resolver, memo)
                 self._flows[slot + i] = made
                 out.append(made)
             seq = end
