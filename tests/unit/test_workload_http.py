@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -142,3 +143,21 @@ def test_no_port_means_an_idle_pod() -> None:
     # A pod that declares no ports still runs (it only idles), as a container would.
     options = workload.parse_args(["--namespace", "d", "--pod", "p", "--node", "n"])
     assert options.ports == ()
+
+
+def test_a_silent_client_is_waited_for_not_turned_into_an_empty_echo(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client may connect long before it speaks (a test that changes policy
+    between connect and request): the server must still see its request."""
+    monkeypatch.setattr(workload, "SNIFF_TIMEOUT", 0.02)
+
+    async def run() -> tuple[bytes, bool]:
+        reader = asyncio.StreamReader()
+        asyncio.get_running_loop().call_later(
+            0.1, reader.feed_data, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        return await workload._sniff(reader)
+
+    buffer, is_http = asyncio.run(run())
+    assert is_http and buffer.startswith(b"GET /")

@@ -272,6 +272,8 @@ async def _sniff(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
             async with asyncio.timeout(SNIFF_TIMEOUT):
                 chunk = await reader.read(_READ_SIZE)
         except TimeoutError:
+            if not buffer:
+                continue  # nothing sent yet: a client may connect long before it speaks
             return buffer, False  # a client waiting on a short prefix wants its echo
         if not chunk:
             return buffer, False
