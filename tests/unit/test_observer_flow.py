@@ -116,3 +116,16 @@ def test_proto_form() -> None:
     assert msg.traffic_direction == pb.EGRESS
     assert msg.Summary == "TCP Flags: SYN"
     assert msg.uuid == "node1:0"
+
+
+def test_proto_form_udp_icmp_and_service() -> None:
+    ring = FlowRing(8, "node1", 0)
+    d = directory()
+    d.services = lambda ip, port, proto: "demo/web" if (ip, port) == ("10.42.2.3", 53) else ""
+    ring.set_resolver(d)
+    ring.extend(records(dict(proto=17, dport=53, tcp_flags=0), dict(proto=1, sport=0, dport=0)))
+    udp, icmp = (flow_to_proto(f) for f in ring.flows(0, 2))
+    assert udp.l4.WhichOneof("protocol") == "UDP" and udp.l4.UDP.destination_port == 53
+    assert (udp.destination_service.namespace, udp.destination_service.name) == ("demo", "web")
+    assert not udp.HasField("source_service") and udp.Summary == "UDP"
+    assert icmp.l4.WhichOneof("protocol") == "ICMPv4" and not icmp.HasField("destination_service")

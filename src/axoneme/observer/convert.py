@@ -15,7 +15,21 @@ def timestamp(ns: int) -> Timestamp:
     return Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)
 
 
+_endpoints: dict[FlowEndpoint, pb.Endpoint] = {}
+_flags: dict[int, pb.TCPFlags] = {}
+
+
 def _endpoint(ep: FlowEndpoint) -> pb.Endpoint:
+    """Endpoints repeat from flow to flow: each message is built once (bounded cache)."""
+    msg = _endpoints.get(ep)
+    if msg is None:
+        if len(_endpoints) > 4096:
+            _endpoints.clear()
+        msg = _endpoints[ep] = _build_endpoint(ep)
+    return msg
+
+
+def _build_endpoint(ep: FlowEndpoint) -> pb.Endpoint:
     return pb.Endpoint(
         ID=ep.id,
         identity=ep.identity,
@@ -26,30 +40,12 @@ def _endpoint(ep: FlowEndpoint) -> pb.Endpoint:
     )
 
 
-def _service(ref: str) -> pb.Service | None:
-    if not ref:
-        return None
-    ns, _, name = ref.rpartition("/")
-    return pb.Service(name=name, namespace=ns)
-
-
-def _l4(flow: Flow) -> pb.Layer4:
-    sport, dport = flow.source_port, flow.destination_port
-    if flow.protocol == 6:
-        bits = flow.tcp_flags
-        flags = pb.TCPFlags(
-            FIN=bool(bits & F.TCP_FIN), SYN=bool(bits & F.TCP_SYN), RST=bool(bits & F.TCP_RST),
-            PSH=bool(bits & F.TCP_PSH), ACK=bool(bits & F.TCP_ACK), URG=bool(bits & F.TCP_URG),
-            ECE=bool(bits & F.TCP_ECE), CWR=bool(bits & F.TCP_CWR),
-        )  # fmt: skip
-        return pb.Layer4(TCP=pb.TCP(source_port=sport, destination_port=dport, flags=flags))
-    if flow.protocol == 17:
-        return pb.Layer4(UDP=pb.UDP(source_port=sport, destination_port=dport))
-    if flow.protocol == 132:
-        return pb.Layer4(SCTP=pb.SCTP(source_port=sport, destination_port=dport))
-    if flow.protocol == 1:
-        return pb.Layer4(ICMPv4=pb.ICMPv4())
-    return pb.Layer4()
+def _tcp_flags(bits: int) -> pb.TCPFlags:
+    return pb.TCPFlags(
+        FIN=bool(bits & F.TCP_FIN), SYN=bool(bits & F.TCP_SYN), RST=bool(bits & F.TCP_RST),
+        PSH=bool(bits & F.TCP_PSH), ACK=bool(bits & F.TCP_ACK), URG=bool(bits & F.TCP_URG),
+        ECE=bool(bits & F.TCP_ECE), CWR=bool(bits & F.TCP_CWR),
+    )  # fmt: skip
 
 
 def summary(flow: Flow) -> str:
@@ -59,28 +55,52 @@ def summary(flow: Flow) -> str:
     return flow.protocol_name
 
 
-def flow_to_proto(flow: Flow) -> pb.Flow:
-    msg = pb.Flow(
-        time=timestamp(flow.time_ns),
-        uuid=f"{flow.node_name}:{flow.seq}",
-        verdict=flow.verdict,  # type: ignore[arg-type]
-        drop_reason=flow.drop_reason,
-        IP=pb.IP(source=flow.ip_source, destination=flow.ip_destination, ipVersion=pb.IPv4),
-        l4=_l4(flow),
-        source=_endpoint(flow.source),
-        destination=_endpoint(flow.destination),
-        Type=pb.L3_L4,
-        node_name=flow.node_name,
-        event_type=pb.CiliumEventType(type=flow.event_type, sub_type=flow.event_sub_type),
-        source_service=_service(flow.source_service),
-        destination_service=_service(flow.destination_service),
-        traffic_direction=flow.traffic_direction,  # type: ignore[arg-type]
-        trace_observation_point=flow.observation_point,  # type: ignore[arg-type]
-        drop_reason_desc=flow.drop_reason_desc,
-        interface_index=flow.interface_index,
-        policy_set=flow.policy_set,
-        Summary=summary(flow),
-    )
+def fill_flow(msg: pb.Flow, flow: Flow) -> None:
+    """Set ``msg`` (an empty Flow, e.g. a response's) field by field, in place: building
+    submessages separately and passing them in copies each one again."""
+    msg.time.seconds, msg.time.nanos = divmod(flow.time_ns, 1_000_000_000)
+    msg.uuid = f"{flow.node_name}:{flow.seq}"
+    msg.verdict = flow.verdict  # type: ignore[assignment]
+    msg.drop_reason = flow.drop_reason
+    msg.IP.source, msg.IP.destination, msg.IP.ipVersion = (
+        flow.ip_source, flow.ip_destination, pb.IPv4,
+    )  # fmt: skip
+    sport, dport, proto = flow.source_port, flow.destination_port, flow.protocol
+    if proto == 6:
+        tcp = msg.l4.TCP
+        tcp.source_port, tcp.destination_port = sport, dport
+        flags = _flags.get(flow.tcp_flags)
+        if flags is None:
+            flags = _flags[flow.tcp_flags] = _tcp_flags(flow.tcp_flags)
+        tcp.flags.CopyFrom(flags)
+    elif proto in (17, 132):
+        l4 = msg.l4.UDP if proto == 17 else msg.l4.SCTP
+        l4.source_port, l4.destination_port = sport, dport
+    elif proto == 1:
+        msg.l4.ICMPv4.SetInParent()
+    msg.source.CopyFrom(_endpoint(flow.source))
+    msg.destination.CopyFrom(_endpoint(flow.destination))
+    msg.Type = pb.L3_L4
+    msg.node_name = flow.node_name
+    msg.event_type.type, msg.event_type.sub_type = flow.event_type, flow.event_sub_type
+    if flow.source_service:
+        ns, _, name = flow.source_service.rpartition("/")
+        msg.source_service.namespace, msg.source_service.name = ns, name
+    if flow.destination_service:
+        ns, _, name = flow.destination_service.rpartition("/")
+        msg.destination_service.namespace, msg.destination_service.name = ns, name
+    msg.traffic_direction = flow.traffic_direction  # type: ignore[assignment]
+    msg.trace_observation_point = flow.observation_point  # type: ignore[assignment]
+    if flow.drop_reason:
+        msg.drop_reason_desc = flow.drop_reason_desc
+    msg.interface_index = flow.interface_index
+    msg.policy_set = flow.policy_set
+    msg.Summary = summary(flow)
     if flow.is_reply is not None:
         msg.is_reply.value = flow.is_reply
+
+
+def flow_to_proto(flow: Flow) -> pb.Flow:
+    msg = pb.Flow()
+    fill_flow(msg, flow)
     return msg

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from axoneme.observer.convert import flow_to_proto, timestamp
+from axoneme.observer.convert import fill_flow, timestamp
 from axoneme.observer.directory import Directory
 from axoneme.observer.filters import FilterError, FlowFilters, compile_filters
 from axoneme.observer.flow import Flow
@@ -258,6 +258,7 @@ class Observer:
 
 
 def response(flow: Flow) -> pb.GetFlowsResponse:
-    return pb.GetFlowsResponse(
-        flow=flow_to_proto(flow), node_name=flow.node_name, time=timestamp(flow.time_ns)
-    )
+    resp = pb.GetFlowsResponse(node_name=flow.node_name)
+    fill_flow(resp.flow, flow)
+    resp.time.CopyFrom(resp.flow.time)
+    return resp
