@@ -368,6 +368,70 @@ def test_policy_applies_to_the_translated_backend(pods: dict[str, dict[str, Any]
         ax("delete", "-f", "-", stdin=manifest(deny))
 
 
+def probe(src: str, dst: str) -> str:
+    out = ax("probe", "--timeout", "1", src, dst, check=False)
+    return out.stdout.split()[0] if out.stdout else out.stderr
+
+
+def test_to_services_lets_app1_reach_nginx_as_the_reference_expected(
+    pods: dict[str, dict[str, Any]],
+) -> None:
+    """The reference document's toServices example: app1 may talk to service nginx
+    (a Service with a selector, which Cilium 1.14 did not honour), and through a
+    selector-less Service picked by its labels (k8sServiceSelector)."""
+    ns = "svc-policy"
+    apply(
+        namespace(ns),
+        pod_manifest(ns, "nginx", "node2", {"app": "nginx"}, [(8080, "TCP")]),
+        pod_manifest(ns, "other", "node2", {"app": "other"}, [(8080, "TCP")]),
+        pod_manifest(ns, "app1", "node1", {"app": "app1"}, []),
+        pod_manifest(ns, "app2", "node1", {"app": "app2"}, []),
+    )
+    running = wait_pods(ns, {"nginx", "other", "app1", "app2"})
+    nginx = {**service("nginx", {"app": "nginx"}), "metadata": {"name": "nginx", "namespace": ns}}
+    ext = {
+        **service("ext", None),
+        "metadata": {"name": "ext", "namespace": ns, "labels": {"kind": "external"}},
+    }
+    ext_slice = endpoint_slice(
+        "ext-1", "ext", [{"addresses": [running["other"]["status"]["podIP"]]}]
+    )
+    ext_slice["metadata"]["namespace"] = ns
+    policy = {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": "l3-rule-allow-app1-to-nginx-svc", "namespace": ns},
+        "spec": {
+            "endpointSelector": {"matchLabels": {"app": "app1"}},
+            "egress": [{"toServices": [{"k8sService": {"serviceName": "nginx", "namespace": ns}}]}],
+        },
+    }
+    apply(nginx, ext, ext_slice, policy)
+    ax("policy", "wait")
+    items = json.loads(ax("get", "svc", "-n", ns, "-o", "json").stdout)["items"]
+    vips = {s["metadata"]["name"]: s["spec"]["clusterIP"] for s in items}
+    wait_active(vips["nginx"], 80, 1, ("node1",))
+    other_ip = running["other"]["status"]["podIP"]
+    assert probe(f"{ns}/app1", f"{vips['nginx']}:80/TCP") == "reachable"
+    assert probe(f"{ns}/app2", f"{vips['nginx']}:80/TCP") == "reachable"
+    assert probe(f"{ns}/app1", f"{other_ip}:8080/TCP") == "timeout"  # egress is default-deny
+    assert probe(f"{ns}/app1", f"{vips['ext']}:80/TCP") == "timeout"
+    external = {"matchLabels": {"kind": "external"}}
+    by_labels = {
+        **policy,
+        "metadata": {"name": "app1-to-external-services", "namespace": ns},
+        "spec": {
+            "endpointSelector": {"matchLabels": {"app": "app1"}},
+            "egress": [{"toServices": [{"k8sServiceSelector": {"selector": external}}]}],
+        },
+    }
+    apply(by_labels)
+    ax("policy", "wait")
+    assert probe(f"{ns}/app1", f"{vips['ext']}:80/TCP") == "reachable"
+    assert probe(f"{ns}/app1", f"{vips['nginx']}:80/TCP") == "reachable"
+    ax("delete", "-f", "-", stdin=manifest(policy, by_labels))
+
+
 @pytest.mark.parametrize(
     ("obj", "field"),
     [

@@ -24,6 +24,7 @@ from axoneme.policy.types import (
     Requirement,
     Rule,
     Selector,
+    ServicePeer,
 )
 from axoneme.store.types import KINDS, Key
 
@@ -199,12 +200,13 @@ def test_note_l3_labels() -> None:
     assert (p.default_deny_ingress, p.default_deny_egress) == (True, False)
 
 
-def test_note_to_services_is_accepted_and_allows_nothing_yet() -> None:
+def test_note_to_services_names_the_service() -> None:
     p = from_yaml(NOTE_L3_SERVICE)
     assert p.subject == in_ns("default", eq("app", "app1"))
-    assert p.rules == (Rule("egress", "allow", Peers(), not_enforced=("toServices",)),)
+    peer = ServicePeer(name="nginx", namespace="default")
+    assert p.rules == (Rule("egress", "allow", Peers(services=(peer,))),)
     assert (p.default_deny_ingress, p.default_deny_egress) == (False, True)
-    assert len(p.warnings) == 1 and p.warnings[0].startswith("spec.egress[0].toServices:")
+    assert p.warnings == ()
 
 
 def test_note_to_entities_host() -> None:

@@ -34,6 +34,7 @@ from axoneme.identity.reserved import HOST, INIT
 from axoneme.ipcache import model as ipcache_model
 from axoneme.k8s.errors import ValidationError
 from axoneme.k8s.objects import Namespace, Node, Pod, parse_namespace, parse_node, parse_pod
+from axoneme.k8s.service import EndpointSlice, Service, parse_endpointslice, parse_service
 from axoneme.labels.derive import endpoint_labels, reserved
 from axoneme.labels.model import LabelSet
 from axoneme.policy import intervals, mapstate
@@ -41,6 +42,7 @@ from axoneme.policy.affected import affected_policies, stale_endpoints
 from axoneme.policy.parse import parse_policy
 from axoneme.policy.resolve import resolve
 from axoneme.policy.selector import Selectable, SelectorCache
+from axoneme.policy.services import ServiceView, expand
 from axoneme.policy.types import (
     EndpointPolicy,
     EndpointRef,
@@ -157,6 +159,9 @@ class Enforcement:
         self.ceps: dict[tuple[str, str], EndpointRecord] = {}
         self.nodes: dict[str, Node] = {}
         self.policies: dict[tuple[str, str, str], tuple[Policy, ...]] = {}
+        # Services and their slices: toServices peers expand to their backends.
+        self.services: dict[tuple[str, str], Service] = {}
+        self.slices: dict[tuple[str, str], EndpointSlice] = {}
         self.policy_errors: dict[tuple[str, str, str], str] = {}
         self.endpoint_policies: dict[int, EndpointPolicy] = {}
         self.seen_revision = 0
@@ -184,6 +189,7 @@ class Enforcement:
             by_kind.setdefault(str(obj.get("kind")), []).append(obj)
         self.pods, self.namespaces, self.ceps, self.nodes = {}, {}, {}, {}
         self.policies, self.policy_errors = {}, {}
+        self.services, self.slices = {}, {}
         for obj in listing.items:
             self._apply_object(obj, deleted=False)
         for change in self.identities.reset(
@@ -225,6 +231,10 @@ class Enforcement:
                 self._put(self.nodes, key[1], None if deleted else parse_node(obj))
             elif kind == "CiliumEndpoint":
                 self._put(self.ceps, key, None if deleted else parse_endpoint(obj))
+            elif kind == "Service":
+                self._put(self.services, key, None if deleted else parse_service(obj))
+            elif kind == "EndpointSlice":
+                self._put(self.slices, key, None if deleted else parse_endpointslice(obj))
             elif kind in POLICY_KINDS:
                 pkey = (str(kind), key[0], key[1])
                 self.policy_errors.pop(pkey, None)
@@ -407,7 +417,8 @@ class Enforcement:
             started = time.perf_counter()
             revision = self.seen_revision
             await self._refresh_identities()
-            by_resource = dict(self.policies)
+            view = ServiceView(self.services.values(), self.slices.values(), self.pods.values())
+            by_resource = {k: expand(v, view) for k, v in self.policies.items()}
             policies = [p for ps in by_resource.values() for p in ps]
             self._sync_cidr_identities(policies)
             ctx = self._context()

@@ -11,7 +11,7 @@ a CiliumNetworkPolicy selects, or the world.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from axoneme.agent.enforcement import (
@@ -25,10 +25,12 @@ from axoneme.identity.allocator import parse_identity, reserved_identities
 from axoneme.identity.endpoints import EndpointRecord, parse_endpoint
 from axoneme.identity.reserved import HOST, LOCAL_IDENTITY_FLAG, REMOTE_NODE, WORLD
 from axoneme.k8s.objects import Node, Pod, parse_node, parse_pod
+from axoneme.k8s.service import EndpointSlice, Service, parse_endpointslice, parse_service
 from axoneme.labels.derive import cidr_labels, reserved
 from axoneme.labels.model import LabelSet
 from axoneme.policy.parse import parse_policy
 from axoneme.policy.reference import LocalEndpoint, Peer, RemotePeer
+from axoneme.policy.services import ServiceView, expand
 from axoneme.policy.trace import TraceResult, trace
 from axoneme.policy.types import EnforcementMode, Policy, PolicyContext
 from axoneme.store.types import Resource, StoreError
@@ -41,6 +43,8 @@ class ClusterView:
     identities: dict[int, LabelSet]
     nodes: list[Node]
     policies: list[Policy]
+    services: list[Service] = field(default_factory=list)
+    slices: list[EndpointSlice] = field(default_factory=list)
 
 
 async def load_cluster() -> ClusterView:
@@ -54,6 +58,9 @@ async def load_cluster() -> ClusterView:
     view = ClusterView({}, {}, dict(reserved_identities()), [], [])
     for obj in listing.items:
         _add(view, obj)
+    # toServices peers become the services' backends, as the agents expand them.
+    services = ServiceView(view.services, view.slices, view.pods.values())
+    view.policies = list(expand(tuple(view.policies), services))
     return view
 
 
@@ -74,6 +81,10 @@ def _add(view: ClusterView, obj: Resource) -> None:
             view.nodes.append(parse_node(obj))
         elif kind in POLICY_KINDS:
             view.policies.extend(parse_policy(obj))
+        elif kind == "Service":
+            view.services.append(parse_service(obj))
+        elif kind == "EndpointSlice":
+            view.slices.append(parse_endpointslice(obj))
     except ValueError:
         pass  # what the agents would also skip
 

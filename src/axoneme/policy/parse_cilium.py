@@ -22,9 +22,10 @@ than their L3/L4 part, except L7 which the brief asks to keep at L4:
 
 - ``toPorts[].rules`` (http, dns, kafka, l7) and ``serverNames``: the L3/L4
   part of the rule is enforced, so every request on those ports passes;
-- ``toFQDNs``, ``toServices``, ``icmps``: the entry matches nothing (an allow
-  allows nothing, a deny denies nothing) until DNS, service and ICMP policy
-  exist;
+- ``toFQDNs``, ``icmps``: the entry matches nothing (an allow allows nothing,
+  a deny denies nothing) until DNS and ICMP policy exist;
+- ``toServices`` (k8sService, k8sServiceSelector) parses to ServicePeers, which
+  the agent expands to the services' backends (``policy/services.py``);
 - ``nodeSelector`` (host policies, CCNP only): the rules are parsed and
   checked, but the subject is a selector no endpoint satisfies
   (``reserved:host In {}``), so the policy selects nothing.
@@ -80,6 +81,7 @@ from axoneme.policy.types import (
     Requirement,
     Rule,
     Selector,
+    ServicePeer,
 )
 
 API_VERSION = "cilium.io/v2"
@@ -432,12 +434,11 @@ def _entry(
         )
     not_enforced: list[str] = []
     peers = _peers(path, entry, members[0] if members else "", bool(to_ports), ctx)
-    if members and members[0] in ("toFQDNs", "toServices"):
-        what = "DNS-based" if members[0] == "toFQDNs" else "service-based"
+    if members and members[0] == "toFQDNs":
         not_enforced.append(members[0])
         ctx.warnings.append(
             f"{path}.{members[0]}: accepted but not enforced yet; the entry "
-            f"{_matches_nothing(action)} until {what} policy is implemented"
+            f"{_matches_nothing(action)} until DNS-based policy is implemented"
         )
     ports, l7 = _port_rules(path, to_ports, direction, action, ctx)
     not_enforced.extend(l7)
@@ -499,9 +500,9 @@ def _peers(path: str, entry: Raw, kind: str, has_ports: bool, ctx: _Context) -> 
         for w, item in zip(where, items, strict=True):
             _fqdn_selector(w, item)
         return Peers()
-    for w, item in zip(where, items, strict=True):  # toServices
-        _service(w, item)
-    return Peers()
+    return Peers(  # toServices
+        services=tuple(_service(w, item, ctx) for w, item in zip(where, items, strict=True))
+    )
 
 
 def _cidr_rule(path: str, value: Any) -> CIDRPeer:
@@ -525,7 +526,7 @@ def _fqdn_selector(path: str, value: Any) -> None:
         raise ValidationError(at(path, key), f"{text!r} is not a valid DNS {key}")
 
 
-def _service(path: str, value: Any) -> None:
+def _service(path: str, value: Any, ctx: _Context) -> ServicePeer:
     raw = obj(path, value)
     strict(path, raw, ServiceRaw.__optional_keys__)
     set_keys = [k for k in ("k8sService", "k8sServiceSelector") if raw.get(k) is not None]
@@ -533,16 +534,19 @@ def _service(path: str, value: Any) -> None:
         raise ValidationError(path, "exactly one of k8sService, k8sServiceSelector is required")
     where = at(path, set_keys[0])
     svc = obj(where, raw[set_keys[0]])
+    # As Cilium: without a namespace, the policy's own (any, for a clusterwide policy).
+    namespace = ctx.namespace
+    if svc.get("namespace") is not None:
+        namespace = dns_label(at(where, "namespace"), svc["namespace"])
     if set_keys[0] == "k8sService":
         strict(where, svc, K8sServiceRaw.__optional_keys__)
-        dns_label(at(where, "serviceName"), svc.get("serviceName"))
-    else:
-        strict(where, svc, K8sServiceSelectorRaw.__optional_keys__)
-        if svc.get("selector") is None:
-            raise ValidationError(at(where, "selector"), "required")
-        selector(at(where, "selector"), svc["selector"], sources=False)
-    if svc.get("namespace") is not None:
-        dns_label(at(where, "namespace"), svc["namespace"])
+        name = dns_label(at(where, "serviceName"), svc.get("serviceName"))
+        return ServicePeer(name=name, namespace=namespace)
+    strict(where, svc, K8sServiceSelectorRaw.__optional_keys__)
+    if svc.get("selector") is None:
+        raise ValidationError(at(where, "selector"), "required")
+    reqs = selector(at(where, "selector"), svc["selector"], sources=False)
+    return ServicePeer(namespace=namespace, selector=canonical(reqs))
 
 
 def _icmps(path: str, items: list[Any]) -> None:

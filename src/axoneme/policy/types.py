@@ -98,6 +98,19 @@ class CIDRPeer:
 
 
 @dataclass(frozen=True)
+class ServicePeer:
+    """A ``toServices`` entry: the Service ``name`` (k8sService) or the Services whose
+    labels match ``selector`` (k8sServiceSelector), in ``namespace`` ("" = any).
+    It matches nothing by itself: :func:`axoneme.policy.services.expand` turns it
+    into the service's backends (its pod selector, or its EndpointSlice addresses)
+    from the Services the agent currently knows."""
+
+    name: str = ""
+    namespace: str = ""
+    selector: Selector | None = None
+
+
+@dataclass(frozen=True)
 class Peers:
     """The union of peer kinds of one rule. ``any_peer`` is a rule with no L3
     constraint (NetworkPolicy rule without from/to, or a CNP entry with only
@@ -107,6 +120,7 @@ class Peers:
     selectors: tuple[Selector, ...] = ()
     entities: tuple[str, ...] = ()
     cidrs: tuple[CIDRPeer, ...] = ()
+    services: tuple[ServicePeer, ...] = ()
 
 
 @dataclass(frozen=True)
