@@ -43,7 +43,7 @@ lint: deps
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
-# Every benchmark family in one run (about 15 min on 2 cores; holds the lab lock):
+# Every benchmark family in one run (about 15 min on 2 cores; takes the lab lock):
 # bench/results/latest.md and latest.json. `bench/run.py --quick` is the smoke run.
 bench: deps bpf
 	$(VENV)/bin/python bench/run.py

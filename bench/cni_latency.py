@@ -127,9 +127,11 @@ def ip_json(*args: str) -> list[dict[str, Any]]:
 
 
 def our_netns() -> list[str]:
+    """This benchmark's namespaces only (other benchmarks use other ``axb-`` names)."""
     run_dir = Path("/run/netns")
     names = os.listdir(run_dir) if run_dir.is_dir() else []
-    return sorted(n for n in names if n.startswith(PREFIX))
+    mine = (f"{PREFIX}pod-", f"{PREFIX}bpod-")
+    return sorted(n for n in names if n in (NODE_NS, BNODE_NS) or n.startswith(mine))
 
 
 def marked_pids() -> list[int]:

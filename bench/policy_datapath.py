@@ -155,7 +155,8 @@ def ns_path(name: str) -> str:
 def our_netns() -> list[str]:
     run_dir = Path("/run/netns")
     names = os.listdir(run_dir) if run_dir.is_dir() else []
-    return sorted(n for n in names if n.startswith(PREFIX))
+    # Only this benchmark's: other benchmarks use other axb- names at the same time.
+    return sorted(n for n in names if n in (NODE_NS, POD_A, POD_B))
 
 
 def delete_netns(names: Sequence[str]) -> None:

@@ -11,8 +11,9 @@ Families, in the order they run:
 - ``cni``: ``cni_latency.py`` (axoneme-cni vs bridge + host-local).
 - ``policy``: ``policy_datapath.py --control-plane-only`` (compute and program policy
   for 1,000 endpoints x 1,000 rules; a new identity to updated maps).
-- ``services``, ``observer``: the service-programming and observer scripts, once they
-  are in the tree.
+- ``services``: ``service_lb.py`` (socket LB vs kube-proxy iptables rules at 10/1k/10k
+  Services: programming time and connection latency).
+- ``observer``: the observer events/s script, once it is in the tree.
 
 A family whose feature is not in the tree is listed as "not available: <reason>" in
 ``latest.md`` and under ``unavailable`` in ``latest.json``, never as a number. Exit status:
@@ -21,8 +22,8 @@ same, failures listed), 2 usage or missing prerequisites, 130 interrupted.
 
 The lab families (datapath, identity) run holding the lab lock
 (``/run/axoneme-test.lock``: labs come up and go down, and ``lab down`` removes any lab)
-and the benchmarks' lock (``/run/axb-bench.lock``), never one while waiting for the
-other; the script families then run without them (each script locks for itself).
+and, taken first, the benchmarks' lock (``/run/axb-bench.lock``); the script families
+then run without them (each script locks for itself).
 Clean-up (qperf processes, ``axb-m-*`` namespaces, the lab) runs on every exit path.
 
 Run as root: ``.venv/bin/python bench/run.py [--quick] [--out DIR] [--family NAME ...]``.
@@ -137,7 +138,6 @@ def _script(name: str) -> Callable[[argparse.Namespace, Say], FamilyResult]:
 
 
 MISSING = {
-    "services": "no service-programming benchmark in bench/ yet (issue 4)",
     "observer": "no observer events/s benchmark in bench/ yet (issue 6)",
 }
 
@@ -183,32 +183,35 @@ def _lock(path: Path, blocking: bool) -> IO[str] | None:
 
 @contextlib.contextmanager
 def lab_and_bench_locks(lab_lock_held: bool, say: Say) -> Iterator[None]:
-    """Hold the lab lock (unless the caller does) and the benchmarks' lock together.
+    """Hold the benchmarks' lock (no other benchmark competes for the CPUs while we
+    measure), then the lab lock.
 
-    Never holds one while blocking on the other (lab tests and standalone benchmarks
-    would wait on each other through us): take the lab lock, try the bench lock, and
-    if it is busy let go of the lab and wait for the bench lock to be free first.
+    In that order: waiting for the lab while holding the benchmarks' lock delays only
+    other benchmarks (run by hand, rarely), where the other order would hold up every
+    lab test while another benchmark runs. A caller that holds the lab lock already
+    (the test, which asserts no timing) gets no benchmarks' lock: it would wait for it
+    while holding the lab.
     """
-    while True:
-        lab = None if lab_lock_held else _lock(LAB_LOCK, blocking=False)
-        if lab is None and not lab_lock_held:
-            say(f"waiting for {LAB_LOCK}")
-            lab = _lock(LAB_LOCK, blocking=True)
-        bench = _lock(BENCH_LOCK, blocking=lab_lock_held)
-        if bench is not None:
-            break
-        if lab is not None:
-            lab.close()
-        say(f"waiting for {BENCH_LOCK} (another benchmark runs; not holding the lab meanwhile)")
-        busy = _lock(BENCH_LOCK, blocking=True)
-        if busy is not None:
-            busy.close()
-    try:
+    if lab_lock_held:
         yield
+        return
+    bench = _lock(BENCH_LOCK, blocking=False)
+    if bench is None:
+        say(f"waiting for {BENCH_LOCK} (another benchmark runs)")
+        bench = _lock(BENCH_LOCK, blocking=True)
+    try:
+        lab = _lock(LAB_LOCK, blocking=False)
+        if lab is None:
+            say(f"waiting for {LAB_LOCK} (lab tests run)")
+            lab = _lock(LAB_LOCK, blocking=True)
+        try:
+            yield
+        finally:
+            if lab is not None:
+                lab.close()
     finally:
-        bench.close()
-        if lab is not None:
-            lab.close()
+        if bench is not None:
+            bench.close()
 
 
 def cleanup() -> list[str]:
@@ -279,6 +282,7 @@ def build_report(
     notes: list[dict[str, str]],
     load_start: str,
     started: float,
+    waited: float,
 ) -> dict[str, Any]:
     machine = machine_info()
     return {
@@ -299,7 +303,9 @@ def build_report(
         },
         "loadavg_start": load_start,
         "loadavg_end": loadavg(),
-        "wall_seconds": round(time.monotonic() - started, 1),
+        # The time measuring took: the time spent waiting for the locks is not in it.
+        "wall_seconds": round(time.monotonic() - started - waited, 1),
+        "lock_wait_seconds": round(waited, 1),
         "rows": [r.as_json() for r in total.rows],
         "unavailable": [vars(u) for u in total.unavailable],
         "failures": [vars(f) for f in total.failures],
@@ -347,10 +353,14 @@ def main(argv: list[str] | None = None) -> int:
             notes.extend({"family": family, "text": n} for n in result.notes)
 
     status = 0
+    waited = 0.0
     on_lab = [f for f in args.family if f in LAB_FAMILIES]
     if on_lab:
         try:
+            asked = time.monotonic()
             with lab_and_bench_locks(args.lab_lock_held, say):
+                waited = time.monotonic() - asked
+                load_start = loadavg()  # once the machine is ours
 
                 def body() -> None:
                     for problem in cleanup():  # what a killed earlier run left
@@ -368,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         status = max(status, guarded_run("bench", lambda: run_families(scripted), list, ()))
         if status == 130:
             return status
-    report = build_report(args, total, notes, load_start, started)
+    report = build_report(args, total, notes, load_start, started, waited)
     problems = report_problems(report)
     if problems:  # a bug in a family, not a measurement: say it, write nothing
         print("bench: malformed results:\n  " + "\n  ".join(problems), file=sys.stderr)

@@ -150,11 +150,8 @@ def _one_environment(
                 continue
             for metric, value in values.items():
                 samples.setdefault((name, flow.name, metric), []).append(value)
-            say(
-                f"  {tag:34} {flow_name:32} tcp_lat {values['tcp_lat']:6.1f} us  udp_lat "
-                f"{values['udp_lat']:6.1f} us  tcp_bw {values['tcp_bw']:6.0f}  udp_recv_bw "
-                f"{values['udp_recv_bw']:6.0f} Mb/s"
-            )
+            shown = "  ".join(f"{m} {values[m]:.1f}" for m in METRICS if m in values)
+            say(f"  {tag:34} {flow_name:32} {shown}")
     finally:
         for problem in environment.down():
             result.failures.append(Failure(FAMILY, f"{name} (round {rnd + 1})", problem))
@@ -169,18 +166,29 @@ def _measure(
     marked = dict(os.environ)
     key, _, value = PROC_MARK.partition("=")
     marked[key] = value
+    best: dict[str, float] = {}
+    error = ""
     for attempt in (1, 2):
         try:
-            return qperf.measure(
+            values = qperf.measure(
                 env.place(flow.server), env.place(flow.client), address, flow.ports, seconds, marked
             )
         except qperf.QperfError as exc:
-            if attempt == 1 and not isinstance(exc, qperf.Unreachable):
-                # Under load on a shared machine qperf's message timeout can expire.
-                say(f"  {tag} {flow_name}: {exc}; retrying once")
-                result.notes.append(f"{tag} {flow_name}: retried after: {exc}")
-                continue
-            result.failures.append(Failure(FAMILY, f"{datapath} / {flow_name}", str(exc)))
-            say(f"  {tag} {flow_name}: failed: {exc}")
-            return None
+            error = str(exc)
+            if isinstance(exc, qperf.Unreachable):
+                break  # the path does not work: a retry would say the same
+        else:
+            if len(values) > len(best):
+                best = values
+            if len(best) == len(METRICS):
+                return best
+            missing = [m for m in METRICS if m not in best]
+            error = f"no result for {', '.join(missing)} (nothing got through)"
+        if attempt == 1:
+            # Under load on a shared machine qperf's message timeout can expire.
+            say(f"  {tag} {flow_name}: {error}; retrying once")
+            result.notes.append(f"{tag} {flow_name}: retried after: {error}")
+    result.failures.append(Failure(FAMILY, f"{datapath} / {flow_name}", error))
+    say(f"  {tag} {flow_name}: failed: {error}")
+    return best or None
     return None

@@ -138,6 +138,16 @@ SCRIPTS: tuple[Script, ...] = (
         600,
         "bench/policy_datapath.py is not in the tree",
     ),
+    Script(
+        "services",
+        "service_lb.py",
+        (),
+        ("--quick",),
+        "service_lb.json",
+        passthrough("services"),
+        600,
+        "bench/service_lb.py is not in the tree",
+    ),
 )
 
 

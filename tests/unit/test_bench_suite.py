@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from suite import flows, kubeproxy, markdown, matrix, qperf, results
+from suite import flows, kubeproxy, markdown, matrix, qperf, results, scripts
 
 QPERF_OUT = """\
 tcp_lat:
@@ -44,6 +44,12 @@ def test_qperf_output_missing_a_test_gives_no_value_for_it() -> None:
     partial = QPERF_OUT.split("udp_lat:")[0]
     assert set(qperf.parse(partial)) == {"tcp_lat", "tcp_bw"}
     assert qperf.parse("qperf: failed to connect\n") == {}
+
+
+def test_a_test_that_got_nothing_through_gives_no_value() -> None:
+    # What qperf prints when UDP is dropped on the way: zeros, not failures.
+    text = QPERF_OUT.replace("1.2 ms", "0 ns").replace("930 Mb/sec", "0 bits/sec")
+    assert set(qperf.parse(text)) == {"tcp_lat", "tcp_bw"}  # and no lone send rate
 
 
 def test_qperf_command_is_the_reference_one_with_fixed_ports() -> None:
@@ -227,3 +233,55 @@ def test_units_are_rendered_for_reading() -> None:
     assert markdown.fmt(930.0, "Mb/s") == "930 Mb/s"
     assert markdown.fmt(25.34, "us") == "25.3 us"
     assert markdown.fmt(20100, "entries") == "20,100 entries"
+
+
+def test_cni_rows_divide_by_bridge_per_op() -> None:
+    data = {
+        "rows": [
+            {
+                "plugin": plugin,
+                "op": op,
+                "median_ms": med,
+                "p99_ms": med * 2,
+                "runs": 2,
+                "samples": 50,
+                "round_medians_ms": [med, med],
+            }
+            for plugin, op, med in (
+                ("axoneme-cni", "ADD", 30.0),
+                ("bridge", "ADD", 10.0),
+                ("axoneme-cni", "DEL", 20.0),
+                ("bridge", "DEL", 20.0),
+            )
+        ]
+    }
+    out = scripts.convert_cni(data, "cni")
+    rows = {(r.scenario, r.datapath, r.metric): r for r in out.rows}
+    assert len(rows) == 8
+    add = rows[("cni-add", "axoneme-cni", "median_latency")]
+    assert (add.median, add.runs, add.samples, add.ratio_to_limit) == (30.0, 2, (30.0, 30.0), 3.0)
+    assert add.limit == "bridge+host-local / cni-add"
+    assert rows[("cni-del", "axoneme-cni", "p99_latency")].ratio_to_limit == 1.0
+    report = _report(rows=[r.as_json() for r in out.rows])
+    assert results.report_problems(report) == []
+
+
+def test_passthrough_keeps_shaped_rows_and_drops_what_it_cannot_vouch_for() -> None:
+    data = {
+        "rows": [
+            {"scenario": "s", "datapath": "d", "metric": "m", "median": 2.0, "unit": "ms",
+             "runs": 2, "samples": [1.0, 3.0], "ratio_to_limit": 1.5, "limit": "direct / s"},
+            # a count measured once: its one sample is its value
+            {"scenario": "s", "datapath": "d", "metric": "entries", "median": 7, "unit": "n",
+             "runs": 1},
+            # several runs but no samples: not a row we can check, so not a row
+            {"scenario": "s", "datapath": "d", "metric": "x", "median": 1.0, "unit": "ms",
+             "runs": 3},
+        ]
+    }  # fmt: skip
+    out = scripts.passthrough("policy")(data, "policy")
+    got = {r.metric: r for r in out.rows}
+    assert set(got) == {"m", "entries"}
+    assert got["m"].ratio_to_limit == 1.5 and got["m"].limit == "direct / s"
+    assert got["entries"].samples == (7.0,) and got["entries"].ratio_to_limit is None
+    assert results.report_problems(_report(rows=[r.as_json() for r in out.rows])) == []
