@@ -269,6 +269,15 @@ def machine_info() -> dict[str, Any]:
     )
     if rev.returncode == 0:
         info["axoneme_commit"] = rev.stdout.strip()
+    # The tree is shared while others work: say whether it matched the commit.
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if dirty.returncode == 0:
+        info["axoneme_tree_modified"] = bool(dirty.stdout.strip())
     return info
 
 

@@ -119,7 +119,9 @@ def render(report: Report) -> str:
         + (" `--quick`" if cfg.get("quick") else "")
         + f" in {report.get('wall_seconds', 0):.0f} s on {m.get('os', '?')}, kernel "
         f"{report['kernel']}, {m.get('cpus', '?')} CPUs ({m.get('cpu_model', '?')}), "
-        f"axoneme {m.get('axoneme_commit', '?')}; load average "
+        f"axoneme {m.get('axoneme_commit', '?')}"
+        + (" plus uncommitted changes" if m.get("axoneme_tree_modified") else "")
+        + "; load average "
         f"{report.get('loadavg_start', '?')} at the start, {report.get('loadavg_end', '?')} "
         "at the end.",
         "",
