@@ -186,11 +186,16 @@ def part_ring(
                 rows.append(row(f"ring {name}", "events read/s", read, "events/s"))
                 rows.append(row(f"ring {name}", "events lost", lost, "%"))
                 offered = statistics.median(r["offered"] for r in results)
+                ring_lost = sum(r["lost_ring"] for r in results)
+                queue_lost = sum(r["lost_queue"] for r in results)
+                total = sum(r["produced"] for r in results)
+                lossless = sum(1 for r in results if r["lost_ring"] + r["lost_queue"] == 0)
                 lines.append(
-                    f"ring {name:>16}: offered {offered:,.0f}/s, "
-                    f"read {statistics.median(read):,.0f}/s, lost {statistics.median(lost):.3f}% "
-                    f"(ring {sum(r['lost_ring'] for r in results):,.0f}, "
-                    f"queue {sum(r['lost_queue'] for r in results):,.0f})"
+                    f"ring {name:>16}: offered {offered:,.0f}/s, read "
+                    f"{statistics.median(read):,.0f}/s (median of {len(results)}); lost "
+                    f"{100.0 * (ring_lost + queue_lost) / total:.3f}% of all produced "
+                    f"(ring {ring_lost:,.0f}, queue {queue_lost:,.0f}); "
+                    f"{lossless}/{len(results)} rounds without loss"
                 )
                 print(lines[-1], flush=True)
     finally:
