@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 DEBS=(etcd-server etcd-client iproute2 containerd runc containernetworking-plugins
       busybox-static qperf iperf3 python3 python3-venv curl procps iputils-ping
       make clang-19 llvm-19 libbpf-dev libbpf1 bpftool libc6-dev linux-libc-dev iptables
-      util-linux prometheus)
+      util-linux prometheus chromium)
 missing=()
 for pkg in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -162,8 +162,10 @@ def _parser() -> argparse.ArgumentParser:
     mon.add_argument("--duration", type=float, help="stop after S seconds")
 
     from axoneme.cli import observe
+    from axoneme.ui import command as ui
 
     observe.add_parser(sub)
+    ui.add_parser(sub)
 
     ep = sub.add_parser("endpoint", help="endpoints on the nodes")
     ep_sub = ep.add_subparsers(dest="endpoint_command", required=True, metavar="list")
@@ -438,6 +440,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from axoneme.cli import observe
 
         return observe.run(args)
+    if args.command == "ui":
+        from axoneme.ui import command as ui
+
+        return ui.run(args)
     if args.command == "connectivity":
         from axoneme.connectivity.command import run_test_command
 
