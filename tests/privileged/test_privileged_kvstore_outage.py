@@ -207,6 +207,8 @@ def test_etcd_outage_under_traffic(lab: dict[str, Any]) -> None:
         for node in lab["nodes"]:
             st = AgentClient(Path(node["socket"]), timeout=10).get("/v1/status")
             assert st["store"].startswith("Ok"), st["store"]
+            assert st["nodeLease"]["lease"] and st["nodeLease"]["ownedEntries"] >= 2
+        assert "node lease" in ax("status").stdout
         assert not flow.errors, flow.errors
         print(
             f"outage {OUTAGE:.0f}s: {during} echoes during it; pod Running {converged:.1f}s after"

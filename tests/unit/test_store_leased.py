@@ -119,3 +119,22 @@ def test_own_endpoint_matches_pod_and_address() -> None:
     assert own_endpoint(cep("a", "10.42.1.5"), mine)
     assert not own_endpoint(cep("a", "10.42.2.5"), mine)  # same name, another node's pod
     assert not own_endpoint(cep("b", "10.42.1.5"), mine)
+
+
+def test_report_shows_the_lease_and_its_entries() -> None:
+    async def run() -> None:
+        inner = MemoryStore()
+        store = LeasedStore(inner, node_owned)
+        assert store.report(15)["lease"] is None
+        store.remember(node_entry("node1", "172.30.0.11", ["10.42.1.0/24"], 15))
+        keeper = asyncio.ensure_future(keep_lease(store, 15))
+        try:
+            await eventually(lambda: inner.get(Key("ClusterNode", "", "node1")))
+            report = store.report(15)
+            assert report["lease"] == f"{store.lease:x}"
+            assert report["ownedEntries"] == 1 and report["ttlSeconds"] == 15
+            assert isinstance(report["renewedSecondsAgo"], float)
+        finally:
+            keeper.cancel()
+
+    asyncio.run(run())

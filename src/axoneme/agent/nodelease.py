@@ -89,4 +89,5 @@ async def run(ctx: AgentContext) -> None:
     ip = parse_node(raw).internal_ip if raw else ""
     store.remember(node_entry(config.node, ip, [ctx.service.pod_cidr], config.lease_ttl))
     log.info("node lease: %d restored endpoint(s) adopted, ttl %ds", adopted, config.lease_ttl)
+    ctx.service.node_lease = lambda: store.report(config.lease_ttl)
     await keep_lease(store, config.lease_ttl)

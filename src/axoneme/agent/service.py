@@ -53,6 +53,8 @@ class AgentService:
         self._started = time.monotonic()
         # The health checker's report (agent/health.py), while it runs.
         self.health: Callable[[], dict[str, Any]] | None = None
+        # The node lease's report (agent/nodelease.py), while it runs.
+        self.node_lease: Callable[[], dict[str, Any]] | None = None
         # The service load balancer's report (agent/loadbalancer.py), while it runs.
         self.loadbalancer: Callable[[], dict[str, Any]] | None = None
 
@@ -192,6 +194,7 @@ class AgentService:
             "policy": self.policy_status(),
             "routing": self.routing,
             "health": self.health() if self.health is not None else None,
+            "nodeLease": self.node_lease() if self.node_lease is not None else None,
             "kubeProxyReplacement": self.loadbalancer() if self.loadbalancer else None,
         }
 

@@ -28,7 +28,7 @@ def status_text(refs: list[AgentRef], verbose: bool) -> tuple[str, bool]:
             continue
         lines = [
             f"Node:       {s['node']}",
-            f"KVStore:    {s['store']}",
+            f"KVStore:    {s['store']}{_lease(s.get('nodeLease'))}",
             "Axoneme:    Ok",
             f"IPAM:       IPv4: {s['ipam']['summary']}",
             f"Endpoints:  {s['endpoints']['ready']}/{s['endpoints']['total']} ready",
@@ -107,6 +107,18 @@ def first_policy_status(refs: list[AgentRef]) -> dict[str, Any] | None:
         except (AgentUnavailableError, AgentAPIError):
             continue
     return None
+
+
+def _lease(report: dict[str, Any] | None) -> str:
+    """The node lease after the store line: its entries live as long as it does."""
+    if not report:
+        return ""
+    if not report.get("lease"):
+        return "   (no node lease yet)"
+    return (
+        f"   (node lease {report['lease']}, TTL {report['ttlSeconds']}s, "
+        f"{report['ownedEntries']} entries, renewed {report['renewedSecondsAgo']}s ago)"
+    )
 
 
 def _routing(status: dict[str, Any]) -> str:

@@ -47,6 +47,19 @@ class LeasedStore:
         self.lease: LeaseID | None = None
         self._remembered: dict[Key, Resource] = {}
         self.lost = asyncio.Event()  # set when a write found the lease gone
+        self.renewed_at: float | None = None  # loop time of the last grant or keep-alive
+
+    def report(self, ttl: int) -> dict[str, object]:
+        """The lease as ``axoneme status`` shows it."""
+        ago = None
+        if self.renewed_at is not None:
+            ago = round(asyncio.get_running_loop().time() - self.renewed_at, 1)
+        return {
+            "lease": f"{self.lease:x}" if self.lease is not None else None,
+            "ttlSeconds": ttl,
+            "ownedEntries": len(self._remembered),
+            "renewedSecondsAgo": ago,
+        }
 
     def owned_keys(self) -> list[Key]:
         return sorted(self._remembered, key=str)
@@ -153,6 +166,7 @@ async def keep_lease(
                 rewrite = True
             else:
                 await store.keepalive(store.lease)
+            store.renewed_at = asyncio.get_running_loop().time()
             if rewrite:
                 count = await store.rewrite_owned()
                 rewrite = False
