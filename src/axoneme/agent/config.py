@@ -40,8 +40,8 @@ class AgentConfig:
     policy_audit_mode: bool = False
     allow_localhost: bool = True
     lb: lb_config.LBAgentConfig = lb_config.LBAgentConfig()  # services (loadbalancer/config.py)
-    routing_mode: str = "native"  # tunnel | native (docs/datapath.md, "Routing")
-    host_routing: str = "legacy"  # bpf | legacy
+    routing_mode: str = "tunnel"  # tunnel | native (docs/datapath.md, "Routing")
+    host_routing: str = "bpf"  # bpf | legacy
     lease_ttl: int = 15  # seconds: how long a dead node's entries outlive it
     observer: observer_config.ObserverConfig = field(
         default_factory=observer_config.ObserverConfig
@@ -108,14 +108,14 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
     p.add_argument(
         "--routing-mode",
         choices=["tunnel", "native"],
-        default="native",
-        help="tunnel: VXLAN between nodes, source identity in the VNI; native: kernel routes",
+        default="tunnel",
+        help="tunnel (default): VXLAN between nodes, source identity in the VNI; native: kernel routes",
     )
     p.add_argument(
         "--host-routing",
         choices=["bpf", "legacy"],
-        default="legacy",
-        help="bpf: redirect_peer/redirect_neigh past the stack; legacy: the kernel stack routes",
+        default="bpf",
+        help="bpf (default): redirect_peer/redirect_neigh past the stack; legacy: the stack routes",
     )
     observer_config.add_flags(p)
     lb_config.add_flags(p)

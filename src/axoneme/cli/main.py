@@ -36,14 +36,14 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--routing-mode",
         choices=["tunnel", "native"],
-        default="native",
-        help="between nodes: VXLAN with the identity in the VNI, or kernel routes (default native)",
+        default="tunnel",
+        help="between nodes: VXLAN with the identity in the VNI, or kernel routes (default tunnel)",
     )
     up.add_argument(
         "--host-routing",
         choices=["bpf", "legacy"],
-        default="legacy",
-        help="bpf: the datapath forwards past the stack (redirect_peer/neigh); default legacy",
+        default="bpf",
+        help="bpf: the datapath forwards past the stack (redirect_peer/neigh); default bpf",
     )
     up.add_argument(
         "--health",

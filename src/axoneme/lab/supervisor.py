@@ -365,8 +365,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--policy-enforcement", default="default")
     p.add_argument("--policy-audit-mode", action="store_true")
     p.add_argument("--health", action="store_true")
-    p.add_argument("--routing-mode", default="native")
-    p.add_argument("--host-routing", default="legacy")
+    p.add_argument("--routing-mode", default="tunnel")
+    p.add_argument("--host-routing", default="bpf")
     ns = p.parse_args(argv)
     config = LabConfig(
         ns.nodes,

@@ -60,8 +60,8 @@ class LabConfig:
     policy_enforcement: str = "default"  # default | always | never, as Cilium's enable-policy
     policy_audit_mode: bool = False
     health: bool = False  # health endpoints and probes between nodes (agent health checking)
-    routing_mode: str = "native"  # tunnel | native (the agents' --routing-mode)
-    host_routing: str = "legacy"  # bpf | legacy (the agents' --host-routing)
+    routing_mode: str = "tunnel"  # tunnel | native (the agents' --routing-mode)
+    host_routing: str = "bpf"  # bpf | legacy (the agents' --host-routing)
 
     def validate(self) -> None:
         if self.routing_mode not in ("tunnel", "native"):
