@@ -109,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         "--routing-mode",
         choices=["tunnel", "native"],
         default="tunnel",
-        help="tunnel (default): VXLAN between nodes, source identity in the VNI; native: kernel routes",
+        help="tunnel (default): VXLAN, source identity in the VNI; native: kernel routes",
     )
     p.add_argument(
         "--host-routing",
