@@ -46,6 +46,7 @@
 
 /* lb_backend.flags */
 #define LB_BE_TERMINATING (1U << 0)
+#define LB_BE_LOCAL (1U << 1) /* on this node: north-south needs no SNAT to reach it */
 
 /* axo_lb_svc key. 8 bytes. */
 struct lb_svc_key {

@@ -27,7 +27,7 @@ from axoneme.datapath.linux.lbmaps import SvcKey, SvcValue
 from axoneme.kit import cgroup
 from axoneme.kit.netns import socket_in
 from axoneme.lab.control import read_state
-from axoneme.lab.topology import BPF_PIN_ROOT, CGROUP_ROOT, pod_netns
+from axoneme.lab.topology import BPF_PIN_ROOT, CGROUP_ROOT, WORLD_IP, WORLD_NETNS, pod_netns
 from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
 
 pytestmark = [pytest.mark.lab]
@@ -430,6 +430,64 @@ def test_to_services_lets_app1_reach_nginx_as_the_reference_expected(
     assert probe(f"{ns}/app1", f"{vips['ext']}:80/TCP") == "reachable"
     assert probe(f"{ns}/app1", f"{vips['nginx']}:80/TCP") == "reachable"
     ax("delete", "-f", "-", stdin=manifest(policy, by_labels))
+
+
+def world_http(ip: str, port: int) -> dict[str, Any]:
+    """An HTTP request from the world namespace (outside the cluster); the answer's JSON."""
+    s = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, socket.SOCK_STREAM)
+    s.setblocking(True)
+    s.settimeout(1.5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    try:
+        s.connect((ip, port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: np\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    finally:
+        s.close()
+    return dict(json.loads(data.partition(b"\r\n\r\n")[2]))
+
+
+def test_node_port_from_outside_snat_and_local(pods: dict[str, dict[str, Any]]) -> None:
+    """NodePort from the world namespace: a backend on the dialled node sees the
+    client's address; one on the other node is reached through SNAT to the node;
+    externalTrafficPolicy: Local serves only where a backend runs."""
+    node_ip = {n["name"]: n["ip"] for n in (read_state() or {})["nodes"]}
+    udp = {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353, "nodePort": 30053}
+    http = {"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}
+    apply(
+        service("np", {"app": "web"}, type="NodePort", ports=[http, udp]),
+        service(
+            "np-local",
+            {"pod": "web-2"},
+            type="NodePort",
+            externalTrafficPolicy="Local",
+            ports=[{**http, "nodePort": 30081}],
+        ),
+    )
+    wait_active(node_ip["node1"], 30080, 3, ("node1",))
+    wait_active(node_ip["node2"], 30081, 1, ("node2",))
+    on_node1 = {"web-1", "web-3"}
+    seen = set()
+    for _ in range(30):
+        answer = world_http(node_ip["node1"], 30080)
+        seen.add(answer["name"])
+        client = answer["client"].rsplit(":", 1)[0]
+        if answer["name"] in on_node1:
+            assert client == WORLD_IP, answer  # no SNAT to a local backend
+        else:
+            assert client == node_ip["node1"], answer  # SNAT to reach another node
+    assert seen == {"web-1", "web-2", "web-3"}
+    assert world_http(node_ip["node2"], 30081)["client"].rsplit(":", 1)[0] == WORLD_IP
+    with pytest.raises(TimeoutError):
+        world_http(node_ip["node1"], 30081)  # no local backend on node1: dropped
+    u = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, socket.SOCK_DGRAM)
+    u.setblocking(True)
+    u.settimeout(2)
+    u.sendto(b"np-udp", (node_ip["node2"], 30053))
+    assert u.recvfrom(100) == (b"np-udp", (node_ip["node2"], 30053))
+    u.close()
 
 
 @pytest.mark.parametrize(

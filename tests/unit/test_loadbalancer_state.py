@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from axoneme.datapath.linux.lbmaps import (
+    LB_BE_LOCAL,
     LB_BE_TERMINATING,
     LB_F_AFFINITY,
     LB_F_MAGLEV,
@@ -150,5 +151,30 @@ def test_program_maps_and_stable_ids() -> None:
     assert again.maps == contents.maps and ids2 == ids
     more = desired_frontends([svc, service("other", clusterIP="10.96.0.12")], slices, CFG)
     _, ids3 = program(more, ids, maglev_size=251)
-    assert ids3.svc[SvcKey("10.96.0.10", 80, 6)] == web.svc_id
-    assert ids3.svc[SvcKey("10.96.0.12", 80, 6)] not in (web.svc_id,)
+    assert ids3.svc[("10.96.0.10", 80, 6)] == web.svc_id
+    assert ids3.svc[("10.96.0.12", 80, 6)] not in (web.svc_id,)
+
+
+def test_node_port_frontends_and_external_traffic_policy_local() -> None:
+    raw_ports = [{"name": "http", "port": 80, "nodePort": 30080}]
+    cluster = service(type="NodePort", ports=raw_ports)
+    local_ports = [{**raw_ports[0], "nodePort": 30081}]
+    local = service(
+        "loc", clusterIP="10.96.0.11", type="NodePort", externalTrafficPolicy="Local",
+        ports=local_ports,
+    )  # fmt: skip
+    both = (ep("10.42.1.2", "node1"), ep("10.42.2.2", "node2"))
+    slices = [slice_(*both), slice_(*both, service="loc")]
+    fes = desired_frontends([cluster, local], slices, LBConfig("node1", node_ip="172.30.0.11"))
+    by = {(f.ip, f.port): f for f in fes}
+    assert by[("172.30.0.11", 30080)].type == "NodePort"
+    assert len(by[("172.30.0.11", 30080)].active) == 2
+    assert [b.ip for b in by[("172.30.0.11", 30081)].active] == ["10.42.1.2"]
+    assert len(by[("10.96.0.11", 80)].active) == 2  # the cluster IP keeps every backend
+    assert desired_frontends([cluster], slices, CFG)[0].type == "ClusterIP"  # no node IP: none
+    contents, _ = program(fes, Ids(), 251, node="node1")
+    flags = {
+        Backend.unpack(v).ip: Backend.unpack(v).flags
+        for v in contents.maps["axo_lb_backend"].values()
+    }
+    assert flags["10.42.1.2"] & LB_BE_LOCAL and not flags["10.42.2.2"] & LB_BE_LOCAL

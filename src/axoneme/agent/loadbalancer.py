@@ -14,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from axoneme.datapath.linux import socklb
+from axoneme.datapath.linux import hostlb, socklb
 from axoneme.datapath.linux.lbwriter import LBWriter
 from axoneme.k8s.errors import ValidationError
+from axoneme.k8s.objects import parse_node
 from axoneme.k8s.service import EndpointSlice, Service, parse_endpointslice, parse_service
 from axoneme.loadbalancer.config import LBAgentConfig
 from axoneme.loadbalancer.state import LBConfig, desired_frontends
 from axoneme.store.informer import run_informer
-from axoneme.store.types import Key, Resource, WatchEvent
+from axoneme.store.types import Key, Resource, StoreError, WatchEvent
 
 if TYPE_CHECKING:
     from axoneme.agent.daemon import AgentContext
@@ -75,7 +77,41 @@ class ServiceSync:
         return on_sync, on_event
 
 
-def report(config: LBAgentConfig, writer: LBWriter | None, problem: str = "") -> dict[str, Any]:
+async def _start_node_port(ctx: AgentContext) -> str:
+    """bpf_host.c on the device holding this node's address; the address, or "" if off."""
+    try:
+        raw = await ctx.store.get(Key("Node", "", ctx.config.node))
+        node_ip = parse_node(raw).internal_ip if raw else ""
+        ifindex = await asyncio.to_thread(_ifindex_of, node_ip) if node_ip else 0
+        if not ifindex:
+            log.warning("NodePort off: no device holds this node's address %r", node_ip)
+            return ""
+        pin_dir = ctx.config.bpf_pin_dir
+        await asyncio.to_thread(hostlb.load, pin_dir)
+        await asyncio.to_thread(hostlb.set_node_ip, pin_dir, node_ip)
+        await asyncio.to_thread(hostlb.attach, pin_dir, ifindex)
+    except (OSError, StoreError, ValidationError) as exc:
+        log.error("NodePort unavailable: %s", exc)
+        return ""
+    log.info("NodePort on ifindex %d (%s)", ifindex, node_ip)
+    return node_ip
+
+
+def _ifindex_of(ip: str) -> int:
+    """The index of the device holding ``ip`` in this network namespace (0: none)."""
+    out = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True
+    ).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[3].split("/")[0] == ip:
+            return int(fields[0].rstrip(":"))
+    return 0
+
+
+def report(
+    config: LBAgentConfig, writer: LBWriter | None, problem: str = "", node_port: str = "Disabled"
+) -> dict[str, Any]:
     """What ``axoneme status`` shows under KubeProxyReplacement."""
     socket_lb = writer is not None
     return {
@@ -83,7 +119,7 @@ def report(config: LBAgentConfig, writer: LBWriter | None, problem: str = "") ->
         "socketLB": "Enabled" if socket_lb else "Disabled",
         "socketLBProtocols": "TCP, UDP" if socket_lb else "",
         "cgroup": str(config.cgroup_root or ""),
-        "nodePort": "Disabled",  # north-south (tc on the underlay) is not built yet
+        "nodePort": node_port,
         "dsr": "Disabled",
         "algorithm": config.algorithm,
         "maglevTableSize": config.maglev_table_size,
@@ -115,15 +151,19 @@ async def run(ctx: AgentContext) -> None:
         problem = str(exc)
         ctx.service.loadbalancer = lambda: report(config, None, problem)
         return
-    ctx.service.loadbalancer = lambda: report(config, writer)
     log.info(
         "socket LB %s, attached to %s (%d services adopted)",
         "loaded" if loaded else "adopted",
         cgroup_root,
         len(writer.current["axo_lb_svc"]),
     )
+    node_ip = ""
+    if config.node_port:
+        node_ip = await _start_node_port(ctx)
+    node_port = "Enabled" if node_ip else "Disabled"
+    ctx.service.loadbalancer = lambda: report(config, writer, node_port=node_port)
     state = ServiceSync()
-    lb = LBConfig(ctx.config.node, config.algorithm, config.maglev_table_size)  # type: ignore[arg-type]
+    lb = LBConfig(ctx.config.node, config.algorithm, config.maglev_table_size, node_ip)  # type: ignore[arg-type]
     try:
         async with asyncio.TaskGroup() as tg:
             for kind in ("Service", "EndpointSlice"):
@@ -149,7 +189,7 @@ async def _sync_loop(state: ServiceSync, writer: LBWriter, lb: LBConfig) -> None
         started = time.perf_counter()
         frontends = desired_frontends(state.services.values(), state.slices.values(), lb)
         try:
-            stats = await asyncio.to_thread(writer.sync, frontends, lb.maglev_table_size)
+            stats = await asyncio.to_thread(writer.sync, frontends, lb.maglev_table_size, lb.node)
         except OSError as exc:
             log.error("writing the service maps failed: %s; retrying", exc)
             await asyncio.sleep(1.0)

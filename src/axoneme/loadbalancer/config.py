@@ -29,6 +29,9 @@ class LBAgentConfig:
     # attached at the root, the programs serve every process of the machine
     # and outlive the agent, which an agent started for a test must not do.
     cgroup_root: Path | None = None
+    # NodePort / LoadBalancer / external IPs from outside: tc on the device
+    # holding the node's address (bpf_host.c). Needs the socket LB's maps.
+    node_port: bool = True
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -49,6 +52,12 @@ def add_flags(p: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_TABLE_SIZE,
         help=f"Maglev lookup table entries per service, one of {', '.join(map(str, TABLE_SIZES))}",
+    )
+    p.add_argument(
+        "--enable-node-port",
+        choices=["true", "false"],
+        default="true",
+        help="serve NodePort, LoadBalancer and external IPs to clients outside the cluster",
     )
     p.add_argument(
         "--cgroup-root",
@@ -73,4 +82,5 @@ def from_args(ns: argparse.Namespace) -> LBAgentConfig:
         algorithm=ns.bpf_lb_algorithm,
         maglev_table_size=ns.bpf_lb_maglev_table_size,
         cgroup_root=ns.cgroup_root,
+        node_port=ns.enable_node_port == "true",
     )

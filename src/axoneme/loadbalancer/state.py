@@ -33,7 +33,7 @@ __all__ = [
 
 ALGORITHM_ANNOTATION = "service.axoneme.io/lb-algorithm"
 Algorithm = Literal["random", "maglev"]
-FrontendType = Literal["ClusterIP", "ExternalIPs", "LoadBalancer"]
+FrontendType = Literal["ClusterIP", "ExternalIPs", "LoadBalancer", "NodePort"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class LBConfig:
     node: str
     algorithm: Algorithm = "random"
     maglev_table_size: int = DEFAULT_TABLE_SIZE
+    node_ip: str = ""  # this node's address: NodePort frontends live there ("" = none)
 
 
 @dataclass(frozen=True, order=True)
@@ -118,13 +119,20 @@ def desired_frontends(
             addresses += [(ip, "ExternalIPs") for ip in svc.external_ips]
             if svc.type == "LoadBalancer":
                 addresses += [(ip, "LoadBalancer") for ip in svc.load_balancer_ingress]
+            ports = {kind: sp.port for _, kind in addresses}
+            if sp.node_port and config.node_ip and svc.type in ("NodePort", "LoadBalancer"):
+                addresses.append((config.node_ip, "NodePort"))
+                ports["NodePort"] = sp.node_port
             for ip, kind in addresses:
                 chosen = backends
                 if kind == "ClusterIP" and svc.internal_traffic_policy == "Local":
                     chosen = [b for b in backends if b.node == config.node]
+                if kind != "ClusterIP" and svc.external_traffic_policy == "Local":
+                    # External clients keep their address: only this node's backends.
+                    chosen = [b for b in backends if b.node == config.node]
                 fe = Frontend(
                     ip=ip,
-                    port=sp.port,
+                    port=ports[kind],
                     protocol=sp.protocol,
                     type=kind,
                     service=svc.ref,

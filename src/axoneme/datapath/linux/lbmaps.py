@@ -15,6 +15,7 @@ __all__ = [
     "AFFINITY_VALUE",
     "BACKEND",
     "KIND_FLAGS",
+    "LB_BE_LOCAL",
     "LB_BE_TERMINATING",
     "LB_F_AFFINITY",
     "LB_F_EXTERNAL_IP",
@@ -58,6 +59,7 @@ def kind_of(flags: int) -> str:
 
 
 LB_BE_TERMINATING = 1 << 0
+LB_BE_LOCAL = 1 << 1
 LB_MAGLEV_MAX = 16381
 PROTO_NUMBERS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
 PROTO_NAMES = {v: k for k, v in PROTO_NUMBERS.items()}

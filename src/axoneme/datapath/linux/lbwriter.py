@@ -23,12 +23,14 @@ from axoneme.datapath.linux import bpfsys
 from axoneme.datapath.linux.lbmaps import (
     BACKEND,
     KIND_FLAGS,
+    LB_BE_LOCAL,
     LB_BE_TERMINATING,
     LB_F_AFFINITY,
     LB_F_MAGLEV,
     LB_MAP_NAMES,
     PROTO_NUMBERS,
     SLOT_KEY,
+    SVC_KEY,
     SVC_VALUE,
     Backend,
     SvcKey,
@@ -51,7 +53,7 @@ _NPORT = [int.from_bytes(p.to_bytes(2, "big"), "little") for p in range(65536)]
 class Ids:
     """Service and backend ids in use; kept stable across syncs and restarts."""
 
-    svc: dict[SvcKey, int] = field(default_factory=dict)
+    svc: dict[tuple[str, int, int], int] = field(default_factory=dict)  # (vip, port, proto)
     backend: dict[BackendKey, int] = field(default_factory=dict)
 
 
@@ -80,6 +82,7 @@ def program(
     previous: Ids,
     maglev_size: int = maglev.DEFAULT_TABLE_SIZE,
     maglev_cache: dict[tuple[object, ...], bytes] | None = None,
+    node: str = "",
 ) -> tuple[MapContents, Ids]:
     """The wanted map contents and the ids they use (old ones kept, new ones free)."""
     frontends = list(frontends)
@@ -87,34 +90,41 @@ def program(
     out = MapContents()
     svc_map, slot_map = out.maps["axo_lb_svc"], out.maps["axo_lb_slot"]
     be_map, mag_map = out.maps["axo_lb_backend"], out.maps["axo_lb_maglev"]
-    keys = {fe.key: SvcKey(fe.ip, fe.port, PROTO_NUMBERS[fe.protocol]) for fe in frontends}
-    ids = Ids(svc={k: previous.svc[k] for k in keys.values() if k in previous.svc})
+    # Ids: a frontend or backend seen before keeps its id; new ones take free ids.
+    keys = [(fe.ip, fe.port, PROTO_NUMBERS[fe.protocol]) for fe in frontends]
+    ids = Ids(svc={k: previous.svc[k] for k in keys if k in previous.svc})
     fresh_svc = iter(_allocator(ids.svc.values()))
-    for k in keys.values():
+    for k in keys:
         if k not in ids.svc:
             ids.svc[k] = next(fresh_svc)
-    wanted_be = {
-        (ids.svc[keys[fe.key]], b.ip, b.port, PROTO_NUMBERS[b.protocol])
-        for fe in frontends
-        for b in fe.backends
-    }
-    ids.backend = {k: v for k, v in previous.backend.items() if k in wanted_be}
+    missing = []
+    for fe, k in zip(frontends, keys, strict=True):
+        svc_id = ids.svc[k]
+        for b in fe.backends:
+            bkey = (svc_id, b.ip, b.port, PROTO_NUMBERS[b.protocol])
+            be_id = previous.backend.get(bkey)
+            if be_id is None:
+                missing.append(bkey)
+            else:
+                ids.backend[bkey] = be_id
     fresh_be = iter(_allocator(ids.backend.values()))
+    for bkey in missing:
+        if bkey not in ids.backend:
+            ids.backend[bkey] = next(fresh_be)
     # The loop below runs once per frontend and backend (10,000s): plain tuples
     # and pre-bound packers rather than dataclasses (docs/services.md, bench).
     be_pack, svc_pack, slot_pack = BACKEND.pack, SVC_VALUE.pack, SLOT_KEY.pack
     aton = functools.lru_cache(maxsize=None)(socket.inet_aton)
-    for fe in frontends:
-        key = keys[fe.key]
+    svc_key_pack = SVC_KEY.pack
+    for fe, key in zip(frontends, keys, strict=True):
         svc_id = ids.svc[key]
         active = {(b.ip, b.port) for b in fe.active}
         for b in fe.backends:
             proto = PROTO_NUMBERS[b.protocol]
-            bkey = (svc_id, b.ip, b.port, proto)
-            be_id = ids.backend.get(bkey)
-            if be_id is None:
-                be_id = ids.backend[bkey] = next(fresh_be)
+            be_id = ids.backend[(svc_id, b.ip, b.port, proto)]
             flags = 0 if (b.ip, b.port) in active else LB_BE_TERMINATING
+            if node and b.node == node:
+                flags |= LB_BE_LOCAL
             be_map[be_id.to_bytes(4, "little")] = be_pack(
                 aton(b.ip), _NPORT[b.port], proto, flags, svc_id
             )
@@ -133,7 +143,8 @@ def program(
             if cache_key not in cache:
                 cache[cache_key] = pack_maglev(maglev.table(named, size))
             mag_map[svc_id.to_bytes(4, "little")] = cache[cache_key]
-        svc_map[key.pack()] = svc_pack(svc_id, len(active_ids), flags, fe.affinity_timeout, size)
+        raw_key = svc_key_pack(aton(key[0]), _NPORT[key[1]], key[2])
+        svc_map[raw_key] = svc_pack(svc_id, len(active_ids), flags, fe.affinity_timeout, size)
     return out, ids
 
 
@@ -172,14 +183,15 @@ class LBWriter:
         """The ids the maps already use (after a restart: the previous agent's)."""
         ids = Ids()
         for raw, value in self.current["axo_lb_svc"].items():
-            ids.svc[SvcKey.unpack(raw)] = SvcValue.unpack(value).svc_id
+            k = SvcKey.unpack(raw)
+            ids.svc[(k.vip, k.port, k.proto)] = SvcValue.unpack(value).svc_id
         for raw, value in self.current["axo_lb_backend"].items():
             be = Backend.unpack(value)
             ids.backend[(be.svc_id, be.ip, be.port, be.proto)] = int.from_bytes(raw, "little")
         return ids
 
-    def sync(self, frontends: Iterable[Frontend], maglev_size: int) -> SyncStats:
-        wanted, ids = program(frontends, self._ids, maglev_size, self.maglev_cache)
+    def sync(self, frontends: Iterable[Frontend], maglev_size: int, node: str = "") -> SyncStats:
+        wanted, ids = program(frontends, self._ids, maglev_size, self.maglev_cache, node)
         written = deleted = 0
         for name in _WRITE_ORDER:
             have, want = self.current[name], wanted.maps[name]

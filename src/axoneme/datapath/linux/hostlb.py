@@ -1,0 +1,68 @@
+"""North-south load balancing: ``bpf/build/bpf_host.o`` on the node's underlay device.
+
+The object shares the service maps with the socket LB (pinned by name in the
+node's pin directory) and adds ``axo_lb_nat`` (per-flow translations) and
+``axo_lb_node`` (the SNAT address). Programs are pinned as
+``prog_from_netdev``/``prog_to_netdev`` and attached as tc clsact filters on
+the device's ingress and egress; they stay attached when the agent exits, and
+an agent that finds them pinned adopts them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from axoneme.datapath.linux import bpfsys, libbpf
+
+__all__ = ["HOST_OBJECT", "PROGRAMS", "attach", "detach", "load", "set_node_ip"]
+
+HOST_OBJECT = Path(__file__).resolve().parents[4] / "bpf" / "build" / "bpf_host.o"
+PROGRAMS = {"from_netdev": libbpf.BPF_TC_INGRESS, "to_netdev": libbpf.BPF_TC_EGRESS}
+_MAPS = ("axo_lb_nat", "axo_lb_node")
+
+
+def _pin(pin_dir: Path, name: str) -> Path:
+    return pin_dir / f"prog_{name}"
+
+
+def load(pin_dir: Path, object_path: Path = HOST_OBJECT) -> bool:
+    """Pin the programs and maps in pin_dir unless already there; True if loaded now."""
+    if all(_pin(pin_dir, n).exists() for n in PROGRAMS) and all(
+        (pin_dir / m).exists() for m in _MAPS
+    ):
+        return False
+    if not object_path.is_file():
+        raise FileNotFoundError(f"BPF object {object_path} is missing (make -C bpf builds it)")
+    with libbpf.BpfObject(object_path, pin_root=pin_dir) as obj:
+        obj.load()
+        for name in PROGRAMS:
+            fresh = pin_dir / f"prog_{name}_new"
+            fresh.unlink(missing_ok=True)
+            obj.pin_program(name, fresh)
+            os.replace(fresh, _pin(pin_dir, name))
+    return True
+
+
+def set_node_ip(pin_dir: Path, ip: str) -> None:
+    with bpfsys.BpfMap.open_pinned(pin_dir / "axo_lb_node") as m:
+        m.update((0).to_bytes(4, "little"), socket.inet_aton(ip))
+
+
+def attach(pin_dir: Path, ifindex: int) -> None:
+    """Both programs on the device (in this thread's netns); replaces ours in place."""
+    libbpf.tc_hook_create(ifindex)
+    for name, point in PROGRAMS.items():
+        fd = bpfsys.obj_get(_pin(pin_dir, name))
+        try:
+            libbpf.tc_attach(ifindex, point, fd)
+        finally:
+            os.close(fd)
+
+
+def detach(ifindex: int) -> bool:
+    found = False
+    for point in PROGRAMS.values():
+        found = libbpf.tc_detach(ifindex, point) or found
+    return found
