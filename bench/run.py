@@ -13,7 +13,9 @@ Families, in the order they run:
   for 1,000 endpoints x 1,000 rules; a new identity to updated maps).
 - ``services``: ``service_lb.py`` (socket LB vs kube-proxy iptables rules at 10/1k/10k
   Services: programming time and connection latency).
-- ``observer``: the observer events/s script, once it is in the tree.
+- ``observer``: ``observer_events.py`` (ring events read without loss, flows decoded for
+  a follower, drop-to-screen latency through ``axoneme observe``; it takes the lab lock
+  itself for that last part).
 
 A family whose feature is not in the tree is listed as "not available: <reason>" in
 ``latest.md`` and under ``unavailable`` in ``latest.json``, never as a number. Exit status:
@@ -132,14 +134,12 @@ def _script(name: str) -> Callable[[argparse.Namespace, Say], FamilyResult]:
     def run(args: argparse.Namespace, say: Say) -> FamilyResult:
         if script is None:
             return FamilyResult(unavailable=[_missing(name)])
-        return scripts.run_script(script, args.quick, say)
+        return scripts.run_script(script, args.quick, args.lab_lock_held, say)
 
     return run
 
 
-MISSING = {
-    "observer": "no observer events/s benchmark in bench/ yet (issue 6)",
-}
+MISSING: dict[str, str] = {}
 
 
 def _missing(name: str) -> Unavailable:

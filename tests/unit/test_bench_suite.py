@@ -285,3 +285,52 @@ def test_passthrough_keeps_shaped_rows_and_drops_what_it_cannot_vouch_for() -> N
     assert got["m"].ratio_to_limit == 1.5 and got["m"].limit == "direct / s"
     assert got["entries"].samples == (7.0,) and got["entries"].ratio_to_limit is None
     assert results.report_problems(_report(rows=[r.as_json() for r in out.rows])) == []
+
+
+FAKE_SCRIPT = """\
+import json, sys
+from pathlib import Path
+args = sys.argv[1:]
+out = Path(args[args.index("--out") + 1])
+if "--fail" in args:
+    sys.exit("it broke")
+row = {"scenario": " ".join(a for a in args if a.startswith("--q") or a == "--no-lab"),
+       "datapath": "d", "metric": "m", "median": 1.0, "unit": "ms", "runs": 1}
+(out / "fake.json").write_text(json.dumps({"rows": [row]}))
+"""
+
+
+def _script(tmp_path: Path, *args: str) -> scripts.Script:
+    path = tmp_path / "fake.py"
+    path.write_text(FAKE_SCRIPT)
+    return scripts.Script(
+        "fam",
+        str(path),
+        args,
+        ("--quick",),
+        "fake.json",
+        scripts.passthrough("fam"),
+        60,
+        "fake.py is not in the tree",
+        lab_held_args=("--no-lab",),
+    )
+
+
+def test_a_script_family_runs_the_script_and_reads_its_rows(tmp_path: Path) -> None:
+    out = scripts.run_script(_script(tmp_path), True, True, lambda _: None)
+    assert [r.scenario for r in out.rows] == ["--quick --no-lab"]
+    assert not out.failures and not out.unavailable
+    out = scripts.run_script(_script(tmp_path), False, False, lambda _: None)
+    assert [r.scenario for r in out.rows] == [""]
+
+
+def test_a_failing_or_absent_script_is_a_failure_or_unavailable(tmp_path: Path) -> None:
+    out = scripts.run_script(_script(tmp_path, "--fail"), False, False, lambda _: None)
+    assert not out.rows
+    assert [(f.family, f.error) for f in out.failures] == [("fam", "exit status 1: it broke")]
+    gone = _script(tmp_path)
+    gone = scripts.Script(**{**vars(gone), "path": str(tmp_path / "nope.py")})
+    out = scripts.run_script(gone, False, False, lambda _: None)
+    assert [(u.family, u.reason) for u in out.unavailable] == [
+        ("fam", "fake.py is not in the tree")
+    ]
