@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from axoneme.loadbalancer import config as lb_config
-
 from axoneme.observer import config as observer_config
 
 DEFAULT_SOCKET = Path("/var/run/axoneme/agent.sock")
@@ -39,7 +38,7 @@ class AgentConfig:
     policy_enforcement: str = "default"  # default | always | never
     policy_audit_mode: bool = False
     allow_localhost: bool = True
-    lb: lb_config.LBAgentConfig = lb_config.LBAgentConfig()  # services (loadbalancer/config.py)
+    lb: lb_config.LBAgentConfig = lb_config.LBAgentConfig()  # noqa: RUF009 - frozen
     routing_mode: str = "tunnel"  # tunnel | native (docs/datapath.md, "Routing")
     host_routing: str = "bpf"  # bpf | legacy
     lease_ttl: int = 15  # seconds: how long a dead node's entries outlive it
