@@ -158,7 +158,7 @@ SCRIPTS: tuple[Script, ...] = (
         ("--quick",),
         "observer_events.json",
         passthrough("observer"),
-        900,
+        1800,  # its last part waits for the lab lock behind any lab test
         "bench/observer_events.py is not in the tree",
         lab_held_args=("--no-lab",),
     ),
