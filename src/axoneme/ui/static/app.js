@@ -74,7 +74,7 @@ function renderMap() {
     g.append(el("path", { d }));
     const ok = (e.counts.FORWARDED || 0) + (e.counts.AUDIT || 0);
     const bad = (e.counts.DROPPED || 0) + (e.counts.ERROR || 0);
-    const label = `${e.port}  ✓${ok}` + (bad ? `  ✗${bad}` : "");
+    const label = [e.port, ok ? `✓${ok}` : "", bad ? `✗${bad}` : ""].filter(Boolean).join("  ");
     const lx = x2 > x1 ? (x1 + x2) / 2 : (a.x + b.x) / 2;
     const ly = x2 > x1 ? (y1 + y2) / 2 - 6 + nth * 14 : Math.max(a.y, b.y) + bend + 30;
     g.append(el("text", { x: lx, y: ly, "text-anchor": "middle" }, label));
