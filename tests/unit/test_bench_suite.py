@@ -334,3 +334,45 @@ def test_a_failing_or_absent_script_is_a_failure_or_unavailable(tmp_path: Path) 
     assert [(u.family, u.reason) for u in out.unavailable] == [
         ("fam", "fake.py is not in the tree")
     ]
+
+
+def test_each_axoneme_datapath_is_a_lab_mode_the_tree_accepts() -> None:
+    from suite import labnet
+
+    from axoneme.lab.topology import LabConfig
+
+    modes = {}
+    for datapath in ("axoneme-tunnel", "axoneme-native", "axoneme-host-routing"):
+        config = labnet.lab_config(datapath)
+        assert isinstance(config, LabConfig), config
+        modes[datapath] = (config.routing_mode, config.host_routing)
+    assert modes == {
+        "axoneme-tunnel": ("tunnel", "legacy"),
+        "axoneme-native": ("native", "legacy"),
+        "axoneme-host-routing": ("native", "bpf"),
+    }
+    described = labnet.describe(LabConfig(routing_mode="tunnel", host_routing="legacy"))
+    assert described == "axoneme lab --routing-mode tunnel --host-routing legacy"
+
+
+def test_bench_manifests_are_valid_and_forward_qperf_ports_unchanged() -> None:
+    import json
+
+    from suite import labnet
+
+    from axoneme.k8s.objects import validate
+    from axoneme.k8s.service import parse_service
+
+    pods = [json.loads(d) for d in labnet.pods_manifest().split("\n---\n")]
+    assert [validate(p)["kind"] for p in pods] == ["Namespace", "Pod", "Pod", "Pod"]
+    services = [json.loads(d) for d in labnet.services_manifest().split("\n---\n")]
+    assert len(services) == 2
+    for raw, (_, server, ports) in zip(services, labnet.SERVICES, strict=True):
+        svc = parse_service(raw)
+        assert svc.type == "NodePort" and raw["spec"]["selector"] == {"bench": server}
+        # qperf tells the server its data port: port, targetPort and nodePort must agree.
+        assert {(p.port, p.target_port, p.node_port, p.protocol) for p in svc.ports} == {
+            (ports.control, ports.control, ports.control, "TCP"),
+            (ports.data, ports.data, ports.data, "TCP"),
+            (ports.data, ports.data, ports.data, "UDP"),
+        }
