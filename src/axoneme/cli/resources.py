@@ -248,6 +248,8 @@ def render(kind: str, items: list[dict[str, Any]], output: str, all_namespaces: 
         from axoneme.cli.services import render_table
 
         return render_table(kind, items, all_namespaces)
+    if kind in ("CiliumNode", "ClusterNode"):
+        return _node_ipam_table(kind, items)
     if kind == "Node":
         headers = ["NAME", "STATUS", "ROLES", "AGE"] + (["INTERNAL-IP", "POD-CIDR"] if wide else [])
         rows = []
@@ -274,3 +276,34 @@ def render(kind: str, items: list[dict[str, Any]], output: str, all_namespaces: 
             for n in items
         ],
     )
+
+
+def _node_ipam_table(kind: str, items: list[dict[str, Any]]) -> str:
+    """CiliumNodes (the operator's IPAM, with its error) or node entries (the live agents)."""
+    rows = []
+    for n in items:
+        spec = n.get("spec", {})
+        ips = [a.get("ip", "") for a in spec.get("addresses", []) if isinstance(a, dict)]
+        if kind == "ClusterNode":
+            cidrs = spec.get("podCIDRs", [])
+            rows.append([n["metadata"]["name"], ",".join(ips) or "<none>", ",".join(cidrs)])
+            continue
+        ipam = spec.get("ipam", {})
+        pools = [
+            f"{e.get('pool')}={','.join(e.get('cidrs', []))}"
+            for e in ipam.get("pools", {}).get("allocated", [])
+            if isinstance(e, dict)
+        ]
+        error = n.get("status", {}).get("ipam", {}).get("operatorStatus", {}).get("error", "")
+        rows.append(
+            [
+                n["metadata"]["name"],
+                ",".join(ips) or "<none>",
+                ",".join(ipam.get("podCIDRs", [])) or "<none>",
+                " ".join(pools) or "<none>",
+                error or "-",
+            ]
+        )
+    if kind == "ClusterNode":
+        return table(["NAME", "INTERNAL-IP", "POD-CIDRS"], rows)
+    return table(["NAME", "INTERNAL-IP", "POD-CIDRS", "POOLS", "IPAM-ERROR"], rows)
