@@ -42,6 +42,9 @@ class AgentConfig:
     routing_mode: str = "tunnel"  # tunnel | native (docs/datapath.md, "Routing")
     host_routing: str = "bpf"  # bpf | legacy
     lease_ttl: int = 15  # seconds: how long a dead node's entries outlive it
+    # Where the pod CIDR comes from, as Cilium's `ipam` option: the operator's
+    # CiliumNode (cluster-pool) or the Node's spec.podCIDR (kubernetes).
+    ipam: str = "kubernetes"
     observer: observer_config.ObserverConfig = field(
         default_factory=observer_config.ObserverConfig
     )
@@ -85,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         choices=["auto", "policy"],
         default="auto",
         help="auto: the node always reaches its endpoints; policy: as policy says",
+    )
+    p.add_argument(
+        "--ipam",
+        choices=["cluster-pool", "kubernetes"],
+        default="kubernetes",
+        help="pod CIDR from the operator's CiliumNode, or from Node.spec.podCIDR",
     )
     p.add_argument(
         "--lease-ttl",
@@ -154,6 +163,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         routing_mode=ns.routing_mode,
         host_routing=ns.host_routing,
         lease_ttl=ns.lease_ttl,
+        ipam=ns.ipam,
         observer=observer,
         health=health,
     )

@@ -52,25 +52,25 @@ def open_store(spec: str) -> Store:
     return EtcdStore(spec)
 
 
-async def wait_for_pod_cidr(store: Store, node: str) -> str:
+async def wait_for_pod_cidr(store: Store, node: str, ipam: str = "kubernetes") -> str:
     """Block until this node has a pod CIDR (as Cilium does).
 
-    The operator's cluster-pool IPAM puts it on the node's CiliumNode
-    (spec.ipam.podCIDRs); without one, the Node's spec.podCIDR is used.
+    ``cluster-pool``: the operator puts it on the node's CiliumNode
+    (spec.ipam.podCIDRs). ``kubernetes``: the Node's spec.podCIDR.
     """
     warned = False
     while True:
         try:
-            allocated = await store.get(Key("CiliumNode", "", node))
-            cidrs = (allocated or {}).get("spec", {}).get("ipam", {}).get("podCIDRs") or []
+            if ipam == "cluster-pool":
+                allocated = await store.get(Key("CiliumNode", "", node))
+                cidrs = (allocated or {}).get("spec", {}).get("ipam", {}).get("podCIDRs") or []
+                reason = f"CiliumNode {node} has no spec.ipam.podCIDRs yet (is an operator up?)"
+            else:
+                raw = await store.get(Key("Node", "", node))
+                cidrs = list(parse_node(raw).pod_cidrs) if raw is not None else []
+                reason = f"Node {node} has no spec.podCIDR yet"
             if cidrs:
                 return str(cidrs[0])
-            raw = await store.get(Key("Node", "", node))
-            if raw is not None:
-                cidrs = list(parse_node(raw).pod_cidrs)
-                if cidrs:
-                    return str(cidrs[0])
-            reason = f"neither CiliumNode {node} nor Node {node} has a pod CIDR yet"
         except StoreError as exc:
             reason = str(exc)
         if not warned:
@@ -103,7 +103,7 @@ async def run(config: AgentConfig) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         # SIGTERM must work while we wait (the store may be down for long).
-        waiting = asyncio.ensure_future(wait_for_pod_cidr(store, config.node))
+        waiting = asyncio.ensure_future(wait_for_pod_cidr(store, config.node, config.ipam))
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not waiting.done():

@@ -72,6 +72,8 @@ def node_object(plan: NodePlan) -> dict[str, Any]:
 
 def agent_args(plan: NodePlan, config: LabConfig) -> list[str]:
     return [
+        "--ipam",
+        "cluster-pool",  # pod CIDRs from the operators' CiliumNodes
         "--policy-enforcement",
         config.policy_enforcement,
         *(["--policy-audit-mode"] if config.policy_audit_mode else []),
@@ -300,6 +302,8 @@ class Supervisor:
                 for plan in self.plans:  # each node's pods and socket LB (topology.py)
                     node_cgroup(plan).mkdir(parents=True, exist_ok=True)
                 await self.create_system_namespaces()
+                # Operators first: the agents take their pod CIDR from the CiliumNodes.
+                gc = tg.create_task(self.operators.run(self.write_state), name="operators")
                 agents = [
                     tg.create_task(self.run_agent(p), name=f"agent-{p.name}") for p in self.plans
                 ]
@@ -310,7 +314,6 @@ class Supervisor:
                 )
                 runtime = tg.create_task(self.runtime.run(), name="node-runtime")
                 tg.create_task(run_world(stop), name="world")
-                gc = tg.create_task(self.operators.run(self.write_state), name="operators")
                 etcd_control = tg.create_task(self.control_etcd(), name="etcd-control")
                 services = tg.create_task(
                     ServiceControllers(self.store).run(), name="service-controllers"
