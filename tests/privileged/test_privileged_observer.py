@@ -270,6 +270,14 @@ def test_follow_shows_a_new_drop(obs: dict[str, Any]) -> None:
         follow.communicate(timeout=10)  # reaps it and closes the pipe
 
 
+def test_agent_status_has_a_hubble_line_per_node(obs: dict[str, Any]) -> None:
+    out = ax("status").stdout
+    lines = [line for line in out.splitlines() if line.startswith("Hubble:")]
+    assert len(lines) == 2, out
+    for line in lines:
+        assert line.startswith("Hubble:     Ok   Current/Max Flows: ") and "/4095 (" in line
+
+
 def _relay_status() -> str:
     return ax("observe", "status").stdout
 

@@ -7,6 +7,7 @@ from typing import Any
 from axoneme.api.client import AgentAPIError, AgentClient, AgentUnavailableError
 from axoneme.cli.context import AgentRef
 from axoneme.cli.health import health_lines
+from axoneme.cli.observe import hubble_line
 from axoneme.cli.output import table
 from axoneme.cli.services import kpr_lines
 from axoneme.identity.reserved import HEALTH
@@ -35,6 +36,7 @@ def status_text(refs: list[AgentRef], verbose: bool) -> tuple[str, bool]:
             _policy_line(s.get("policy", {})),
             f"Routing:    {_routing(s)}",
             f"Uptime:     {s['uptimeSeconds']}s",
+            hubble_line(ref.socket),
             *health_lines(s.get("health"), verbose),
             *kpr_lines(s.get("kubeProxyReplacement"), verbose),
         ]

@@ -341,6 +341,28 @@ def nodes_text(target: str, timeout: float) -> str:
     return "\n".join(rows)
 
 
+def hubble_line(agent_socket: Path, timeout: float = 2.0) -> str:
+    """``axoneme status``'s Hubble line for the agent at ``agent_socket`` (its observer
+    listens beside it, as ``hubble.sock``)."""
+    target = f"unix:{agent_socket.parent / 'hubble.sock'}"
+    try:
+        channel, stub = _stub(target, timeout)
+    except CLIError:
+        return "Hubble:     Unavailable (no observer socket answers)"
+    try:
+        s = stub.ServerStatus(pb.ServerStatusRequest(), timeout=timeout)
+    except grpc.RpcError as exc:
+        return f"Hubble:     Failure   {_rpc_error(exc, target)}"
+    finally:
+        channel.close()
+    pct = 100.0 * s.num_flows / s.max_flows if s.max_flows else 0.0
+    lost = s.lost_ring_buffer + s.lost_events_queue + s.lost_client_streams
+    return (
+        f"Hubble:     Ok   Current/Max Flows: {s.num_flows}/{s.max_flows} ({pct:.2f}%), "
+        f"Flows/s: {s.flows_rate:.2f}, Lost: {lost}"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     req = build_request(args)  # bad flags are reported before anything is contacted
     target = _target(args)
