@@ -12,6 +12,7 @@ BASE = ["--node", "n1", "--store", "embedded:/tmp/x.json"]
 def test_defaults_and_values() -> None:
     cfg = parse_args(BASE).observer
     assert cfg.capacity == 4095 and cfg.listen_address == "" and cfg.metrics_address == ""
+    assert cfg.socket is None  # the agent puts it beside its own socket
     cfg = parse_args([*BASE, "--hubble-listen-address", ":4244",
                       "--prometheus-serve-addr", "172.30.0.11:9962",
                       "--hubble-event-buffer-capacity", "65535"]).observer  # fmt: skip

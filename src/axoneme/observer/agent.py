@@ -26,7 +26,7 @@ from axoneme.datapath.linux.ringbatch import RingBatchReader
 from axoneme.labels.model import format_labels
 from axoneme.metrics import REGISTRY
 from axoneme.metrics.http import metrics_app
-from axoneme.observer.config import parse_listen_address
+from axoneme.observer.config import SOCKET_NAME, parse_listen_address
 from axoneme.observer.core import Observer
 from axoneme.observer.directory import Directory, EndpointMeta, ServiceLookup, build_directory
 from axoneme.observer.metrics import FlowMetrics
@@ -122,6 +122,7 @@ async def _poll_ring_full(ctx: AgentContext, observer: Observer) -> None:
 
 async def run(ctx: AgentContext) -> None:
     cfg = ctx.config.observer
+    socket = cfg.socket or ctx.config.socket.parent / SOCKET_NAME
     loop = asyncio.get_running_loop()
     observer = Observer(ctx.config.node, FlowMetrics(REGISTRY), cfg.capacity)
     observer.set_directory_source(lambda: agent_directory(ctx), lambda: _directory_key(ctx))
@@ -137,10 +138,10 @@ async def run(ctx: AgentContext) -> None:
     server = None
     metrics_runner: web.AppRunner | None = None
     try:
-        server = await start_server(NodeBackend(observer), cfg.socket, cfg.listen_address)
+        server = await start_server(NodeBackend(observer), socket, cfg.listen_address)
         log.info(
             "observer serving on %s%s (%d flows kept)",
-            cfg.socket,
+            socket,
             f" and {cfg.listen_address}" if cfg.listen_address else "",
             cfg.capacity,
         )
@@ -159,5 +160,5 @@ async def run(ctx: AgentContext) -> None:
             await metrics_runner.cleanup()
         await asyncio.shield(reading)
         reader.close()
-        if cfg.socket is not None and cfg.socket.is_socket():
-            cfg.socket.unlink()
+        if socket.is_socket():
+            socket.unlink()

@@ -9,12 +9,12 @@ from pathlib import Path
 
 __all__ = ["ObserverConfig", "add_flags", "from_args", "parse_listen_address"]
 
-DEFAULT_SOCKET = Path("/var/run/axoneme/hubble.sock")
+SOCKET_NAME = "hubble.sock"  # by default beside the agent's own socket
 
 
 @dataclass(frozen=True)
 class ObserverConfig:
-    socket: Path | None = DEFAULT_SOCKET  # gRPC on a root-only unix socket
+    socket: Path | None = None  # gRPC on a root-only unix socket (None: beside the agent's)
     listen_address: str = ""  # gRPC on TCP, "HOST:PORT" ("" = off; the lab uses :4244)
     capacity: int = 4095  # flows kept (hubble-event-buffer-capacity)
     metrics_address: str = ""  # /metrics on "HOST:PORT" ("" = off; the lab uses :9962)
@@ -34,7 +34,11 @@ def parse_listen_address(flag: str, text: str) -> tuple[str, int]:
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hubble-socket-path", type=Path, default=DEFAULT_SOCKET)
+    p.add_argument(
+        "--hubble-socket-path",
+        type=Path,
+        help=f"observer gRPC unix socket (default: {SOCKET_NAME} beside --socket)",
+    )
     p.add_argument(
         "--hubble-listen-address", default="", help="observer gRPC on TCP HOST:PORT (e.g. :4244)"
     )
