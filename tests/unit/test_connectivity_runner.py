@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from axoneme.connectivity.report import ScenarioResult
 from axoneme.connectivity.scenarios import (
     DROPPED,
     NAMESPACE,
+    NODEPORT,
     NODEPORT_MISSING,
     OTHER_NODE,
     REACHABLE,
@@ -190,7 +192,7 @@ def test_run_deploys_runs_in_order_and_removes(monkeypatch: pytest.MonkeyPatch) 
     assert fake.calls == ["remove", "deploy", "remove"]  # the leftover first
     assert fake.lines[1].startswith("Removing namespace")
     assert fake.lines[-3].startswith("[pass] s (2 probes")
-    assert fake.lines[-2].startswith("[skip] pod-to-service-x: NodePort is not")
+    assert fake.lines[-2] == f"[skip] pod-to-service-x: {NODEPORT_MISSING}"
     assert fake.lines[-1] == f"Removed namespace {NAMESPACE}"
 
 
@@ -254,12 +256,35 @@ def test_cli_timeout_must_be_positive(capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 1 and "error: --timeout: 0.0 must be positive" in err
 
 
-def test_cli_skips_only_run_prints_skips_and_succeeds(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _cli(capsys, "--test", "nodeport")
-    lines = out.splitlines()
-    assert code == 0
-    assert [line.split()[0] for line in lines[:2]] == ["[skip]"] * 2
-    assert lines[-1].startswith("0 passed, 0 failed, 2 skipped")
+def test_a_scenario_runs_only_where_every_agent_serves_its_feature(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lab = FakeLab(["reachable"])
+    lab.install(monkeypatch)
+    probes = (Probe("world", SAME_NODE, 31080, "TCP", REACHABLE),)
+    scenario = Scenario("world-to-nodeport", probes, requires=frozenset({NODEPORT}))
+    result = asyncio.run(runner.run_scenario(scenario, VIEW, runner.Options()))
+    assert (result.status, result.problems) == ("skip", (NODEPORT_MISSING,))
+    assert lab.calls == []
+    served = runner.LabView(VIEW.nodes, VIEW.refs, frozenset({NODEPORT}))
+    result = asyncio.run(runner.run_scenario(scenario, served, runner.Options()))
+    assert result.status == "pass" and lab.calls == ["probe 1"]
+
+
+def test_features_are_what_every_agent_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    refs = [AgentRef("node1", Path("/a")), AgentRef("node2", Path("/b"))]
+    answers = {"node1": "Enabled", "node2": "Disabled"}
+
+    def ask(ref: AgentRef, path: str) -> Any:
+        assert path == "/v1/status"
+        return {"kubeProxyReplacement": {"nodePort": answers[ref.node]}}
+
+    monkeypatch.setattr(runner, "_ask", ask)
+    assert runner.features(refs) == frozenset()
+    answers["node2"] = "Enabled"
+    assert runner.features(refs) == frozenset({NODEPORT})
+    monkeypatch.setattr(runner, "_ask", lambda ref, path: None)  # an agent that is down
+    assert runner.features(refs) == frozenset()
 
 
 def test_cli_failure_exits_1_with_the_summary(

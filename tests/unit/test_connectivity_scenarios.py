@@ -11,7 +11,9 @@ import pytest
 from axoneme.connectivity import scenarios as sc
 from axoneme.connectivity.scenarios import (
     DROPPED,
+    FEATURE_MISSING,
     NAMESPACE,
+    NODEPORT,
     NODEPORT_MISSING,
     OTHER_NODE,
     REACHABLE,
@@ -75,11 +77,14 @@ def test_every_family_of_the_issue_is_present() -> None:
         assert name in NAMES
 
 
-def test_only_nodeport_scenarios_are_skipped_and_they_say_why() -> None:
-    skipped = {s.name for s in SCENARIOS if s.skip is not None}
-    assert skipped == {"pod-to-service-nodeport", "world-to-service-nodeport"}
-    assert all(s.skip == NODEPORT_MISSING for s in SCENARIOS if s.skip is not None)
-    assert "NodePort" in NODEPORT_MISSING and "issue 4" in NODEPORT_MISSING
+def test_only_nodeport_scenarios_need_a_feature_and_none_is_skipped_outright() -> None:
+    assert [s.name for s in SCENARIOS if s.skip is not None] == []
+    needing = {s.name: s.requires for s in SCENARIOS if s.requires}
+    assert needing == {
+        "pod-to-service-nodeport": {NODEPORT},
+        "world-to-service-nodeport": {NODEPORT},
+    }
+    assert FEATURE_MISSING[NODEPORT] == NODEPORT_MISSING and "NodePort" in NODEPORT_MISSING
 
 
 def test_clusterip_scenarios_probe_the_services_from_both_nodes() -> None:
@@ -115,8 +120,8 @@ def test_policy_scenarios_expect_drops_and_no_policy_scenarios_none() -> None:
 
 def test_nothing_listens_on_a_node_so_node_probes_never_demand_reachable() -> None:
     for scenario in SCENARIOS:
-        if scenario.skip is not None:
-            continue  # NodePort probes will answer once services exist
+        if scenario.requires:
+            continue  # a NodePort answers: the Service's backend listens
         for probe in scenario.probes:
             if probe.dst in (SAME_NODE, OTHER_NODE):
                 assert probe.want in (THROUGH, DROPPED), (scenario.name, probe)
@@ -258,7 +263,7 @@ def test_selection_of_the_real_catalogue() -> None:
     assert [s.name for s in select(SCENARIOS, ["!service"])] == [
         n for n in NAMES if "service" not in n
     ]
-    assert all(s.skip is not None for s in select(SCENARIOS, ["nodeport"]))
+    assert all(s.requires for s in select(SCENARIOS, ["nodeport"]))
 
 
 # ---- expectations -----------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +36,9 @@ from axoneme.cli.resources import apply_objects
 from axoneme.connectivity.report import ScenarioResult, Status, format_result
 from axoneme.connectivity.scenarios import (
     ECHO_PORT,
+    FEATURE_MISSING,
     NAMESPACE,
+    NODEPORT,
     OTHER_NODE,
     SAME_NODE,
     SERVICES,
@@ -75,6 +78,7 @@ class Options:
 class LabView:
     nodes: dict[str, str]  # SAME_NODE / OTHER_NODE -> lab node name
     refs: list[AgentRef]
+    features: frozenset[str] = frozenset()  # what every node's datapath serves
 
 
 def lab_view() -> LabView:
@@ -89,6 +93,15 @@ def lab_view() -> LabView:
             f"{len(names)}: axoneme lab up --nodes 2)"
         )
     return LabView({SAME_NODE: names[0], OTHER_NODE: names[1]}, agents(None))
+
+
+def features(refs: Sequence[AgentRef]) -> frozenset[str]:
+    """The optional features every agent reports on (NodePort in its status)."""
+    statuses = [_ask(ref, "/v1/status") or {} for ref in refs]
+    nodeport = bool(statuses) and all(
+        (s.get("kubeProxyReplacement") or {}).get("nodePort") == "Enabled" for s in statuses
+    )
+    return frozenset({NODEPORT} if nodeport else ())
 
 
 # ---- store helpers -------------------------------------------------------------------
@@ -296,6 +309,9 @@ async def run_scenario(
 ) -> ScenarioResult:
     if scenario.skip is not None:
         return ScenarioResult(scenario.name, "skip", problems=(scenario.skip,))
+    lacking = sorted(scenario.requires - view.features)
+    if lacking:
+        return ScenarioResult(scenario.name, "skip", problems=(FEATURE_MISSING[lacking[0]],))
     started = time.monotonic()
     problems: list[str] = []
     keys = [Key.of(dict(p)) for p in scenario.policies]
@@ -348,6 +364,9 @@ async def run(scenarios: Sequence[Scenario], options: Options, emit: Emit) -> li
             emit(f"Removing namespace {NAMESPACE} left by an earlier run")
             await remove(view, options)
         services = await deploy(view, options, emit)
+        # Asked once the workloads run: an agent that just started may still be
+        # bringing a feature up.
+        view = dataclasses.replace(view, features=await asyncio.to_thread(features, view.refs))
         for scenario in scenarios:
             record(await run_scenario(scenario, view, options, services))
         completed = True

@@ -19,9 +19,10 @@ no: the packet got through) and ``timeout`` (silence: dropped). Nodes run no
 listener on the probed port, so "got through to a node" is ``refused`` or
 ``reachable`` (:data:`THROUGH`).
 
-Adding a scenario is one :class:`Scenario` in :data:`SCENARIOS`. The NodePort
-families are defined already and carry ``skip``: once NodePort is served on
-the nodes' addresses, dropping ``skip`` turns each one on.
+Adding a scenario is one :class:`Scenario` in :data:`SCENARIOS`. A scenario that
+needs a datapath feature the lab may not run (NodePort) names it in ``requires``;
+the runner skips it, with the feature's reason from :data:`FEATURE_MISSING`, unless
+every node's agent reports the feature on.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ THROUGH: frozenset[Outcome] = frozenset({"reachable", "refused"})
 
 _IPV4 = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 
-NODEPORT_MISSING = "NodePort is not served on the nodes' addresses yet (tc/XDP NodePort, issue 4)"
+NODEPORT_MISSING = (
+    "the agents do not serve NodePort on the nodes' addresses (status kubeProxyReplacement"
+    " nodePort is not Enabled)"
+)
+NODEPORT = "nodeport"
+FEATURE_MISSING = {NODEPORT: NODEPORT_MISSING}
 
 
 @dataclass(frozen=True)
@@ -106,13 +112,15 @@ class Probe:
 class Scenario:
     """A named check: apply ``policies``, run ``probes``, each must give one of its ``want``.
 
-    ``skip`` (a reason) makes the scenario appear in the report without running.
+    ``skip`` (a reason) makes the scenario appear in the report without running;
+    ``requires`` names features (:data:`FEATURE_MISSING`) it runs only with.
     """
 
     name: str
     probes: tuple[Probe, ...]
     policies: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
     skip: str | None = None
+    requires: frozenset[str] = frozenset()
 
 
 def expected(probe: Probe, outcome: Outcome) -> bool:
@@ -360,7 +368,7 @@ _NO_POLICY = (
             _tcp("client", SAME_NODE, REACHABLE, port=ECHO_NODEPORT),
             _tcp("client", OTHER_NODE, REACHABLE, port=ECHO_NODEPORT),
         ),
-        skip=NODEPORT_MISSING,
+        requires=frozenset({NODEPORT}),
     ),
     Scenario(
         "world-to-service-nodeport",
@@ -368,7 +376,7 @@ _NO_POLICY = (
             _tcp(WORLD, SAME_NODE, REACHABLE, port=ECHO_NODEPORT),
             _tcp(WORLD, OTHER_NODE, REACHABLE, port=ECHO_NODEPORT),
         ),
-        skip=NODEPORT_MISSING,
+        requires=frozenset({NODEPORT}),
     ),
     Scenario(
         "pod-to-host",
