@@ -22,6 +22,7 @@ from axoneme.identity.reserved import HEALTH
 from axoneme.lab import control
 from axoneme.lab.topology import LabConfig
 from privileged.conftest import lab_down_clean
+from privileged.scrape import scrape, value
 
 LOSS_RULE = [
     "PREROUTING", "-i", "eth0", "-m", "statistic", "--mode", "random",
@@ -106,6 +107,23 @@ def test_every_path_is_probed_and_healthy(health_lab: dict[str, Any]) -> None:
     for p in node2["paths"]:
         assert 0 < p["latencySeconds"] < 0.5 and p["lossRatio"] == 0, p
 
+    # The same, and the agent's own families, on its /metrics.
+    samples = scrape("172.30.0.11")
+    path = {"source_node": "node1", "target_node": "node2", "type": "endpoint"}
+    assert value(samples, "axoneme_node_connectivity_status", **path, protocol="icmp") == 1
+    latency = value(samples, "axoneme_node_connectivity_latency_seconds", **path, protocol="http")
+    assert latency is not None and 0 < latency < 0.5
+    assert value(samples, "axoneme_node_connectivity_loss_ratio", **path, protocol="icmp") == 0
+    assert value(samples, "axoneme_unreachable_nodes") == 0
+    assert value(samples, "axoneme_unreachable_health_endpoints") == 0
+    assert value(samples, "axoneme_endpoint_state", endpoint_state="ready") == 1  # health
+    assert (value(samples, "axoneme_identity", type="reserved") or 0) >= 8
+    assert (value(samples, "axoneme_bpf_map_entries", map_name="axo_lxc") or 0) >= 1
+    pressure = value(samples, "axoneme_bpf_map_pressure", map_name="axo_lxc")
+    assert pressure is not None and 0 < pressure < 1
+    assert (value(samples, "axoneme_policy_regeneration_total") or 0) >= 1
+    assert (value(samples, "axoneme_policy_regeneration_time_stats_seconds_count") or 0) >= 1
+
     out = subprocess.run(
         [".venv/bin/axoneme", "status", "--verbose", "--node", "node1"],
         capture_output=True,
@@ -136,6 +154,17 @@ def test_lossy_link_raises_the_loss_alert_and_it_clears(health_lab: dict[str, An
             check=True,
         ).stdout
         assert "ALERT node1 -> node2" in out and "loss" in out
+        samples = scrape("172.30.0.11")
+        assert (value(samples, "axoneme_node_connectivity_alerts", metric="loss") or 0) >= 1
+        loss = value(
+            samples,
+            "axoneme_node_connectivity_loss_ratio",
+            source_node="node1",
+            target_node="node2",
+            type="node",
+            protocol="icmp",
+        )
+        assert loss is not None and loss > 0
         # Probes are round trips: node2's replies from node1 cross the same lossy link.
         wait_for(
             "node2 to see loss towards node1",

@@ -111,18 +111,6 @@ async def run(ctx: AgentContext) -> None:
     collector: HealthCollector | None = None
     pinger: Pinger | None = None
     try:
-        # The endpoint's record names this node's address: know the nodes first.
-        await ctx.enforcement.synced.wait()
-        ep = await _endpoint_until_created(ctx, cfg.netns)
-        log.info("health endpoint %d at %s in netns %s", ep.id, ep.ipv4, cfg.netns)
-        sock = await asyncio.to_thread(
-            socket_in, netns_path(cfg.netns), socket.AF_INET, socket.SOCK_STREAM
-        )
-        runners.append(await serve(responder_app(ctx.config.node, "endpoint"), _listener(sock)))
-        node_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        node_sock.setblocking(False)
-        node_app = responder_app(ctx.config.node, "node", ep.ipv4)
-        runners.append(await serve(node_app, _listener(node_sock)))
         pinger = Pinger()
         learned: dict[str, str] = {}  # node IP → the health IP its /hello announced
 
@@ -144,7 +132,20 @@ async def run(ctx: AgentContext) -> None:
         )
         collector = HealthCollector(checker)
         REGISTRY.register(collector)
-        ctx.service.health = checker.report
+        ctx.service.health = checker.report  # empty (0 rounds) until probing starts
+
+        # The endpoint is regenerated with the node's addresses: know the nodes first.
+        await ctx.enforcement.synced.wait()
+        ep = await _endpoint_until_created(ctx, cfg.netns)
+        log.info("health endpoint %d at %s in netns %s", ep.id, ep.ipv4, cfg.netns)
+        sock = await asyncio.to_thread(
+            socket_in, netns_path(cfg.netns), socket.AF_INET, socket.SOCK_STREAM
+        )
+        runners.append(await serve(responder_app(ctx.config.node, "endpoint"), _listener(sock)))
+        node_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        node_sock.setblocking(False)
+        node_app = responder_app(ctx.config.node, "node", ep.ipv4)
+        runners.append(await serve(node_app, _listener(node_sock)))
         await checker.run(lambda: list(health_targets(ctx.enforcement.nodes.values(), learned)))
     finally:
         ctx.service.health = None
