@@ -19,12 +19,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from axoneme.datapath.linux import hostlb, socklb
+from axoneme.datapath.linux.lbmaps import PROTO_NUMBERS
 from axoneme.datapath.linux.lbwriter import LBWriter
 from axoneme.k8s.errors import ValidationError
 from axoneme.k8s.objects import parse_node
 from axoneme.k8s.service import EndpointSlice, Service, parse_endpointslice, parse_service
 from axoneme.loadbalancer.config import LBAgentConfig
-from axoneme.loadbalancer.state import LBConfig, desired_frontends
+from axoneme.loadbalancer.state import Frontend, LBConfig, desired_frontends
+from axoneme.observer.agent import register_service_lookup
 from axoneme.store.informer import run_informer
 from axoneme.store.types import Key, Resource, StoreError, WatchEvent
 
@@ -174,7 +176,22 @@ async def run(ctx: AgentContext) -> None:
         writer.close()
 
 
+def service_names(frontends: list[Frontend]) -> dict[tuple[str, int, int], str]:
+    """(address, port, IP protocol) -> "namespace/name", for flows: a frontend's own
+    address, and a backend's (what flows show after the socket LB), first service wins."""
+    names: dict[tuple[str, int, int], str] = {}
+    for fe in sorted(frontends, key=lambda f: f.service):
+        proto = PROTO_NUMBERS[fe.protocol]
+        names.setdefault((fe.ip, fe.port, proto), fe.service)
+        for b in fe.backends:
+            names.setdefault((b.ip, b.port, proto), fe.service)
+    return names
+
+
 async def _sync_loop(state: ServiceSync, writer: LBWriter, lb: LBConfig) -> None:
+    names: dict[tuple[str, int, int], str] = {}
+    # Hubble's destination_service (observer/agent.py) asks us for service names.
+    register_service_lookup(lambda ip, port, proto: names.get((ip, port, proto), ""))
     while True:
         await state.changed.wait()
         # Let a burst settle, and never write a half view before both kinds listed.
@@ -188,6 +205,7 @@ async def _sync_loop(state: ServiceSync, writer: LBWriter, lb: LBConfig) -> None
                 await state.changed.wait()
         started = time.perf_counter()
         frontends = desired_frontends(state.services.values(), state.slices.values(), lb)
+        names = service_names(frontends)
         try:
             stats = await asyncio.to_thread(writer.sync, frontends, lb.maglev_table_size, lb.node)
         except OSError as exc:

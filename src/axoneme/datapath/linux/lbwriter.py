@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -217,7 +216,3 @@ class LBWriter:
             len(self.current["axo_lb_svc"]),
             len(self.current["axo_lb_backend"]),
         )
-
-
-def pin_dir_exists(pin_dir: Path) -> bool:
-    return all(os.path.exists(pin_dir / name) for name in LB_MAP_NAMES)
