@@ -202,13 +202,36 @@ def policy_selectables(policy: Policy) -> frozenset[Selectable]:
     return frozenset(out)
 
 
+Anchor = tuple[str, str]  # (label key, value), whatever the label's source
+
+
+def anchors(selectable: Selectable) -> frozenset[Anchor] | None:
+    """Labels of which every identity the selectable selects has at least one
+    (its first ``In`` requirement's key and values), or None when there are none
+    (entities, CIDR peers, selectors without ``In``). Only a prefilter: the
+    exact test is ``selects``."""
+    if not isinstance(selectable, Selector):
+        return None
+    for req in selectable.requirements:
+        if req.operator == "In":
+            _, key = split_key(req.key)
+            return frozenset((key, v) for v in req.values)
+    return None
+
+
 class SelectorCache:
     """Selectable → selected identities, over a mutable identity universe.
 
     Deterministic and side-effect free apart from its own state (no I/O, no
     clock); inputs and outputs are frozen values. ``select`` registers a
     selectable on first use; ``add_identity`` / ``remove_identity`` update the
-    registered sets in O(selectables) and return the ones that changed.
+    registered sets and return the ones that changed.
+
+    Not quadratic: identities are indexed by label and selectors by their
+    anchor labels (``anchors``), so registering a selector tests only the
+    identities carrying one of its anchors, and an identity change tests only
+    the selectors anchored on one of its labels, the unanchored ones, and those
+    that held it before.
     """
 
     def __init__(
@@ -216,35 +239,82 @@ class SelectorCache:
         identities: Mapping[int, LabelSet] | None = None,
         selectables: Iterable[Selectable] = (),
     ) -> None:
-        self._identities: dict[int, LabelSet] = dict(identities or {})
+        self._identities: dict[int, LabelSet] = {}
         self._sets: dict[Selectable, frozenset[int]] = {}
+        self._by_label: dict[Anchor, set[int]] = {}  # label → identities carrying it
+        self._anchored: dict[Anchor, set[Selectable]] = {}  # anchor → selectables
+        self._unanchored: set[Selectable] = set()
+        self._member_of: dict[int, set[Selectable]] = {}  # identity → sets holding it
+        for identity, labels in (identities or {}).items():
+            self._index(identity, labels)
         for selectable in selectables:
             self.register(selectable)
+
+    def _index(self, identity: int, labels: LabelSet) -> None:
+        self._identities[identity] = labels
+        for label in labels:
+            self._by_label.setdefault((label.key, label.value), set()).add(identity)
+
+    def _unindex(self, identity: int) -> None:
+        for label in self._identities.pop(identity, frozenset()):
+            found = self._by_label.get((label.key, label.value))
+            if found is not None:
+                found.discard(identity)
+                if not found:
+                    del self._by_label[(label.key, label.value)]
 
     @property
     def identities(self) -> Mapping[int, LabelSet]:
         return dict(self._identities)
 
     def _compute(self, selectable: Selectable) -> frozenset[int]:
-        found = {i for i, labels in self._identities.items() if selects(selectable, i, labels)}
+        marks = anchors(selectable)
+        if marks is None:
+            candidates: Iterable[int] = self._identities
+        else:
+            candidates = set().union(*(self._by_label.get(a, ()) for a in marks))
+        found = {i for i in candidates if selects(selectable, i, self._identities[i])}
         return frozenset(found) | _fixed(selectable)
 
     def register(self, selectable: Selectable) -> frozenset[int]:
         current = self._sets.get(selectable)
         if current is None:
             current = self._sets[selectable] = self._compute(selectable)
+            marks = anchors(selectable)
+            if marks is None:
+                self._unanchored.add(selectable)
+            else:
+                for mark in marks:
+                    self._anchored.setdefault(mark, set()).add(selectable)
+            for identity in current:
+                self._member_of.setdefault(identity, set()).add(selectable)
         return current
 
     select = register
 
     def unregister(self, selectable: Selectable) -> None:
-        self._sets.pop(selectable, None)
+        current = self._sets.pop(selectable, None)
+        if current is None:
+            return
+        self._unanchored.discard(selectable)
+        for mark in anchors(selectable) or ():
+            holders = self._anchored.get(mark)
+            if holders is not None:
+                holders.discard(selectable)
+                if not holders:
+                    del self._anchored[mark]
+        for identity in current:
+            held = self._member_of.get(identity)
+            if held is not None:
+                held.discard(selectable)
+                if not held:
+                    del self._member_of[identity]
 
     def retain(self, selectables: Iterable[Selectable]) -> None:
         """Forget every registered selectable not in ``selectables``."""
         keep = set(selectables)
         for selectable in [s for s in self._sets if s not in keep]:
-            del self._sets[selectable]
+            self.unregister(selectable)
 
     def selectables(self) -> frozenset[Selectable]:
         return frozenset(self._sets)
@@ -256,26 +326,39 @@ class SelectorCache:
         """Add (or relabel) one identity; returns the selectables whose set changed."""
         if self._identities.get(identity) == labels:
             return frozenset()
-        self._identities[identity] = labels
+        self._unindex(identity)
+        self._index(identity, labels)
         return self._update(identity, labels)
 
     def remove_identity(self, identity: int) -> frozenset[Selectable]:
         if identity not in self._identities:
             return frozenset()
-        del self._identities[identity]
+        self._unindex(identity)
         return self._update(identity, None)
 
     def _update(self, identity: int, labels: LabelSet | None) -> frozenset[Selectable]:
+        # Only these can change: selectors anchored on one of the new labels, the
+        # unanchored ones, and those that hold the identity now.
+        candidates = set(self._unanchored) | self._member_of.get(identity, set())
+        for label in labels or ():
+            candidates |= self._anchored.get((label.key, label.value), set())
         changed: list[Selectable] = []
-        for selectable, current in self._sets.items():
+        for selectable in candidates:
+            current = self._sets[selectable]
             member = identity in _fixed(selectable) or (
                 labels is not None and selects(selectable, identity, labels)
             )
             if member != (identity in current):
                 changed.append(selectable)
+        held = self._member_of.setdefault(identity, set())
         for selectable in changed:
             current = self._sets[selectable]
-            self._sets[selectable] = (
-                current - {identity} if identity in current else current | {identity}
-            )
+            if identity in current:
+                self._sets[selectable] = current - {identity}
+                held.discard(selectable)
+            else:
+                self._sets[selectable] = current | {identity}
+                held.add(selectable)
+        if not held:
+            del self._member_of[identity]
         return frozenset(changed)
