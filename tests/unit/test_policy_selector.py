@@ -230,3 +230,46 @@ def test_incremental_cache_equals_rebuilt_cache(
         assert changed == {s for s in SELECTABLES if before[s] != after[s]}
         fresh = SelectorCache(universe, SELECTABLES).snapshot()
         assert after == fresh
+
+
+MORE_SELECTABLES: list[Selectable] = [
+    *SELECTABLES,
+    sel(Requirement("app", "In", frozenset({"web", "db"}))),
+    sel(eq("container:app", "web"), Requirement("tier", "Exists")),
+]
+churn = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.sampled_from([1, 2, 300, 301, 302]),
+                  st.frozensets(st.sampled_from(LABEL_POOL), max_size=4)),
+        st.tuples(st.just("remove"), st.sampled_from([1, 2, 300, 301, 302]), st.just(frozenset())),
+        st.tuples(st.just("register"), st.integers(0, len(MORE_SELECTABLES) - 1),
+                  st.just(frozenset())),
+        st.tuples(st.just("unregister"), st.integers(0, len(MORE_SELECTABLES) - 1),
+                  st.just(frozenset())),
+    ),
+    max_size=16,
+)  # fmt: skip
+
+
+@settings(max_examples=200, derandomize=True)
+@given(churn)
+def test_label_index_stays_exact_while_selectors_come_and_go(
+    steps: list[tuple[str, int, frozenset[str]]],
+) -> None:
+    """The label and anchor indexes never hide a member: after any mix of identity
+    changes and selectors registered or forgotten, every set equals a rebuilt one."""
+    cache = SelectorCache()
+    universe: dict[int, LabelSet] = {}
+    for op, n, texts in steps:
+        if op == "add":
+            universe[n] = labels(*texts)
+            cache.add_identity(n, universe[n])
+        elif op == "remove":
+            universe.pop(n, None)
+            cache.remove_identity(n)
+        elif op == "register":
+            cache.register(MORE_SELECTABLES[n])
+        else:
+            cache.unregister(MORE_SELECTABLES[n])
+        registered = list(cache.selectables())
+        assert cache.snapshot() == SelectorCache(universe, registered).snapshot()
