@@ -292,6 +292,7 @@ def build_report(
     load_start: str,
     started: float,
     waited: float,
+    family_seconds: dict[str, float],
 ) -> dict[str, Any]:
     machine = machine_info()
     return {
@@ -319,6 +320,7 @@ def build_report(
         "unavailable": [vars(u) for u in total.unavailable],
         "failures": [vars(f) for f in total.failures],
         "notes": notes,
+        "family_seconds": family_seconds,
     }
 
 
@@ -348,9 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     load_start = loadavg()
     signal.signal(signal.SIGTERM, _terminate)
 
+    seconds: dict[str, float] = {}
+
     def run_families(families: Sequence[str]) -> None:
         for family in families:
             say(f"{family}:")
+            begun = time.monotonic()
             try:
                 result = RUNNERS[family](args, say)
             except Exception as exc:  # one family failing must not lose the others
@@ -360,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"  {u.what}: not available: {u.reason}")
             total.extend(result)
             notes.extend({"family": family, "text": n} for n in result.notes)
+            seconds[family] = round(time.monotonic() - begun, 1)
 
     status = 0
     waited = 0.0
@@ -387,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         status = max(status, guarded_run("bench", lambda: run_families(scripted), list, ()))
         if status == 130:
             return status
-    report = build_report(args, total, notes, load_start, started, waited)
+    report = build_report(args, total, notes, load_start, started, waited, seconds)
     problems = report_problems(report)
     if problems:  # a bug in a family, not a measurement: say it, write nothing
         print("bench: malformed results:\n  " + "\n  ".join(problems), file=sys.stderr)

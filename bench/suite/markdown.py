@@ -132,8 +132,11 @@ def render(report: Report) -> str:
         "",
     ]
     families = [f for f in TITLES if f in cfg.get("families", TITLES)]
+    took = report.get("family_seconds", {})
     for family in families:
         out += [f"## {TITLES[family]}", ""]
+        if family in took:
+            out += [f"({took[family]:.0f} s)", ""]
         body = datapath_section(report) if family == "datapath" else generic_section(report, family)
         out += body
         notes = [n for n in report.get("notes", []) if n["family"] == family]
@@ -144,10 +147,18 @@ def render(report: Report) -> str:
             out += ["Not measured:", ""]
             out += [f"- {u['what']}: not available: {u['reason']}" for u in gone]
             out.append("")
-        failed = [f for f in report["failures"] if f["family"] == family]
+        failed: dict[tuple[str, str], int] = {}
+        for f in report["failures"]:
+            if f["family"] == family:
+                key = (f["what"], f["error"])
+                failed[key] = failed.get(key, 0) + 1
         if failed:
+            # The same failure in every round is one line, with its count.
             out += ["Failed:", ""]
-            out += [f"- {f['what']}: {f['error']}" for f in failed]
+            out += [
+                f"- {what}: {error}" + (f" ({n} times)" if n > 1 else "")
+                for (what, error), n in failed.items()
+            ]
             out.append("")
         if not body and not gone and not failed:
             out += ["Nothing measured.", ""]

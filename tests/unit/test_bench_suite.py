@@ -228,6 +228,17 @@ def test_markdown_has_the_reference_table_and_says_what_was_not_measured() -> No
     assert "- services: not available: not yet" in text
 
 
+def test_markdown_says_a_repeated_failure_once_with_its_count() -> None:
+    fail = {"family": "datapath", "what": "axoneme-native / f", "error": "no result for udp_lat"}
+    report = _report(failures=[fail, dict(fail), {**fail, "what": "limit / f"}])
+    report["config"]["families"] = ["datapath"]
+    report["family_seconds"] = {"datapath": 412.3}
+    text = markdown.render(report)
+    assert "- axoneme-native / f: no result for udp_lat (2 times)" in text
+    assert "- limit / f: no result for udp_lat\n" in text
+    assert "(412 s)" in text
+
+
 def test_units_are_rendered_for_reading() -> None:
     assert markdown.fmt(2340.0, "Mb/s") == "2.34 Gb/s"
     assert markdown.fmt(930.0, "Mb/s") == "930 Mb/s"
