@@ -78,6 +78,7 @@ class Browser:
                 assert time.monotonic() < deadline, "chromium has no page target"
                 await asyncio.sleep(0.1)
         self.ws = await self.session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0)
+        await self.wait_for("the page to load", "document.readyState === 'complete'", timeout)
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
         assert self.ws is not None
@@ -101,11 +102,15 @@ class Browser:
         return result["result"].get("value")
 
     async def wait_for(self, what: str, expression: str, timeout: float = 30) -> Any:
+        """The expression's first truthy value; errors count as "not yet" (page loading)."""
         deadline = time.monotonic() + timeout
         value: Any = None
         while time.monotonic() < deadline:
-            value = await self.evaluate(expression)
-            if value:
+            try:
+                value = await self.evaluate(expression)
+            except AssertionError as exc:
+                value = exc
+            if value and not isinstance(value, AssertionError):
                 return value
             await asyncio.sleep(0.25)
         raise AssertionError(f"timed out waiting in the browser for {what}; last: {value!r}")
