@@ -14,7 +14,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from axoneme.datapath.linux import netdev
+from axoneme.agent.noderoutes import reconcile_routes
 from axoneme.ipam.pools import DEFAULT_POOL, ciliumnode_ip, node_pool_cidrs
 from axoneme.store.informer import run_informer
 from axoneme.store.types import Resource, WatchEvent
@@ -76,19 +76,7 @@ class PoolSync:
             for problem in problems:
                 log.error("IP pool: %s", problem)
             self._problems = problems
-        want = pool_routes(self._nodes, node)
-        for cidr in set(self._installed) - set(want):
-            await asyncio.to_thread(netdev.delete_route, cidr)
-            del self._installed[cidr]
-        for cidr, gateway in want.items():
-            if self._installed.get(cidr) != gateway:
-                try:
-                    await asyncio.to_thread(netdev.replace_route, cidr, gateway)
-                except Exception as exc:  # retried on the next change
-                    log.warning("pool route %s via %s: %s", cidr, gateway, exc)
-                    continue
-                self._installed[cidr] = gateway
-                log.info("pool route %s via %s", cidr, gateway)
+        await reconcile_routes(self._installed, pool_routes(self._nodes, node), "pool route")
 
 
 async def run(ctx: AgentContext) -> None:

@@ -58,20 +58,28 @@ class NodeRoutes:
 
     async def _apply(self) -> None:
         want = desired_routes(list(self._nodes.values()), self._self)
-        for cidr in set(self._installed) - set(want):
-            await asyncio.to_thread(netdev.delete_route, cidr)
-            del self._installed[cidr]
-        for cidr, gateway in want.items():
-            if self._installed.get(cidr) != gateway:
-                try:
-                    await asyncio.to_thread(netdev.replace_route, cidr, gateway)
-                except Exception as exc:  # retried by the next resync
-                    log.warning("route %s via %s: %s", cidr, gateway, exc)
-                    continue
-                self._installed[cidr] = gateway
-                log.info("route %s via %s", cidr, gateway)
+        await reconcile_routes(self._installed, want, "route")
 
     async def resync_forever(self, period: float = 5.0) -> None:
         while True:
             await asyncio.sleep(period)
             await self._apply()
+
+
+async def reconcile_routes(installed: dict[str, str], want: dict[str, str], what: str) -> None:
+    """Make the kernel's routes (CIDR -> gateway) those of ``want``; ``installed`` tracks them.
+
+    A route that fails to install is left out of ``installed``, so the next call retries it.
+    """
+    for cidr in set(installed) - set(want):
+        await asyncio.to_thread(netdev.delete_route, cidr)
+        del installed[cidr]
+    for cidr, gateway in want.items():
+        if installed.get(cidr) != gateway:
+            try:
+                await asyncio.to_thread(netdev.replace_route, cidr, gateway)
+            except Exception as exc:
+                log.warning("%s %s via %s: %s", what, cidr, gateway, exc)
+                continue
+            installed[cidr] = gateway
+            log.info("%s %s via %s", what, cidr, gateway)

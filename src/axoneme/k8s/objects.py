@@ -65,7 +65,8 @@ class Node:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def _obj(field_path: str, value: Any) -> dict[str, Any]:
+def field_object(field_path: str, value: Any) -> dict[str, Any]:
+    """An optional object field: {} when absent, else it must be a mapping."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -73,7 +74,8 @@ def _obj(field_path: str, value: Any) -> dict[str, Any]:
     return value
 
 
-def _list(field_path: str, value: Any) -> list[Any]:
+def field_list(field_path: str, value: Any) -> list[Any]:
+    """An optional list field: [] when absent, else it must be a list."""
     if value is None:
         return []
     if not isinstance(value, list):
@@ -82,7 +84,7 @@ def _list(field_path: str, value: Any) -> list[Any]:
 
 
 def _meta(raw: dict[str, Any], namespaced: bool) -> tuple[str, str, dict[str, Any]]:
-    meta = _obj("metadata", raw.get("metadata"))
+    meta = field_object("metadata", raw.get("metadata"))
     if "name" not in meta:
         raise ValidationError("metadata.name", "required")
     if namespaced:
@@ -113,15 +115,15 @@ def _parse_ports(raw_containers: list[Any]) -> tuple[ContainerPort, ...]:
     seen: set[tuple[int, str]] = set()
     for ci, container in enumerate(raw_containers):
         cpath = f"spec.containers[{ci}]"
-        c = _obj(cpath, container)
+        c = field_object(cpath, container)
         if not isinstance(c.get("name"), str):
             raise ValidationError(f"{cpath}.name", "required")
         dns_label(f"{cpath}.name", c["name"])
         if not isinstance(c.get("image"), str) or not c["image"]:
             raise ValidationError(f"{cpath}.image", "required")
-        for pi, port in enumerate(_list(f"{cpath}.ports", c.get("ports"))):
+        for pi, port in enumerate(field_list(f"{cpath}.ports", c.get("ports"))):
             ppath = f"{cpath}.ports[{pi}]"
-            p = _obj(ppath, port)
+            p = field_object(ppath, port)
             if "containerPort" not in p:
                 raise ValidationError(f"{ppath}.containerPort", "required")
             number = port_number(f"{ppath}.containerPort", p["containerPort"])
@@ -148,8 +150,8 @@ def _parse_ports(raw_containers: list[Any]) -> tuple[ContainerPort, ...]:
 def parse_pod(raw: dict[str, Any]) -> Pod:
     _expect_kind(raw, "Pod", "v1")
     namespace, name, meta = _meta(raw, namespaced=True)
-    spec = _obj("spec", raw.get("spec"))
-    containers = _list("spec.containers", spec.get("containers"))
+    spec = field_object("spec", raw.get("spec"))
+    containers = field_list("spec.containers", spec.get("containers"))
     if not containers:
         raise ValidationError("spec.containers", "at least one container is required")
     node_name = spec.get("nodeName", "")
@@ -157,7 +159,7 @@ def parse_pod(raw: dict[str, Any]) -> Pod:
         dns_subdomain("spec.nodeName", node_name)
     sa = spec.get("serviceAccountName", "default") or "default"
     dns_subdomain("spec.serviceAccountName", sa)
-    status = _obj("status", raw.get("status"))
+    status = field_object("status", raw.get("status"))
     return Pod(
         namespace=namespace,
         name=name,
@@ -174,8 +176,8 @@ def parse_pod(raw: dict[str, Any]) -> Pod:
 def parse_node(raw: dict[str, Any]) -> Node:
     _expect_kind(raw, "Node", "v1")
     _, name, meta = _meta(raw, namespaced=False)
-    spec = _obj("spec", raw.get("spec"))
-    cidrs = _list("spec.podCIDRs", spec.get("podCIDRs")) or (
+    spec = field_object("spec", raw.get("spec"))
+    cidrs = field_list("spec.podCIDRs", spec.get("podCIDRs")) or (
         [spec["podCIDR"]] if spec.get("podCIDR") else []
     )
     for i, cidr in enumerate(cidrs):
@@ -185,9 +187,9 @@ def parse_node(raw: dict[str, Any]) -> Node:
             raise ValidationError(f"spec.podCIDRs[{i}]", f"{cidr!r} is not a CIDR") from exc
     internal = ""
     for i, addr in enumerate(
-        _list("status.addresses", _obj("status", raw.get("status")).get("addresses"))
+        field_list("status.addresses", field_object("status", raw.get("status")).get("addresses"))
     ):
-        a = _obj(f"status.addresses[{i}]", addr)
+        a = field_object(f"status.addresses[{i}]", addr)
         if a.get("type") == "InternalIP":
             internal = str(a.get("address", ""))
     return Node(name, tuple(cidrs), internal, label_map("metadata.labels", meta.get("labels")))

@@ -22,7 +22,13 @@ from axoneme.k8s.names import (
     port_number,
     string_map,
 )
-from axoneme.k8s.objects import DEFAULT_NAMESPACE, PROTOCOLS, Protocol
+from axoneme.k8s.objects import (
+    DEFAULT_NAMESPACE,
+    PROTOCOLS,
+    Protocol,
+    field_list,
+    field_object,
+)
 
 __all__ = [
     "DEFAULT_AFFINITY_TIMEOUT",
@@ -115,22 +121,6 @@ class EndpointSlice:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def _obj(path: str, value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValidationError(path, "must be an object")
-    return value
-
-
-def _list(path: str, value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ValidationError(path, "must be a list")
-    return value
-
-
 def _ipv4(path: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValidationError(path, f"must be an IPv4 address, not {value!r}")
@@ -158,7 +148,7 @@ def _meta(raw: dict[str, Any], kind: str, api_version: str) -> tuple[str, str, d
         raise ValidationError("apiVersion", f"must be {api_version!r} for kind {kind}")
     if raw.get("kind") != kind:
         raise ValidationError("kind", f"must be {kind!r}")
-    meta = _obj("metadata", raw.get("metadata"))
+    meta = field_object("metadata", raw.get("metadata"))
     if "name" not in meta:
         raise ValidationError("metadata.name", "required")
     # Service names are DNS labels (they become DNS names); slices are subdomains.
@@ -178,13 +168,13 @@ def _target_port(path: str, value: Any, default: int) -> int | str:
 
 
 def _service_ports(spec: dict[str, Any], svc_type: ServiceType) -> tuple[ServicePort, ...]:
-    raw_ports = _list("spec.ports", spec.get("ports"))
+    raw_ports = field_list("spec.ports", spec.get("ports"))
     ports: list[ServicePort] = []
     names: set[str] = set()
     seen: set[tuple[int, str]] = set()
     for i, value in enumerate(raw_ports):
         path = f"spec.ports[{i}]"
-        p = _obj(path, value)
+        p = field_object(path, value)
         if "port" not in p:
             raise ValidationError(f"{path}.port", "required")
         number = port_number(f"{path}.port", p["port"])
@@ -230,7 +220,7 @@ def _policy(path: str, value: Any) -> TrafficPolicy:
 
 def parse_service(raw: dict[str, Any]) -> Service:
     namespace, name, meta = _meta(raw, "Service", "v1")
-    spec = _obj("spec", raw.get("spec"))
+    spec = field_object("spec", raw.get("spec"))
     svc_type = spec.get("type", "ClusterIP")
     if svc_type == "ExternalName":
         raise ValidationError("spec.type", "ExternalName services are not supported by Axoneme")
@@ -241,7 +231,7 @@ def parse_service(raw: dict[str, Any]) -> Service:
     cluster_ip = spec.get("clusterIP") or ""
     if cluster_ip and cluster_ip != HEADLESS:
         _ipv4("spec.clusterIP", cluster_ip)
-    for i, ip in enumerate(_list("spec.clusterIPs", spec.get("clusterIPs"))):
+    for i, ip in enumerate(field_list("spec.clusterIPs", spec.get("clusterIPs"))):
         if i == 0 and cluster_ip and ip != cluster_ip:
             raise ValidationError("spec.clusterIPs[0]", "must equal spec.clusterIP")
         if i > 0:
@@ -256,7 +246,7 @@ def parse_service(raw: dict[str, Any]) -> Service:
         selector = label_map("spec.selector", spec["selector"]) or None
     external_ips = tuple(
         _ipv4(f"spec.externalIPs[{i}]", ip)
-        for i, ip in enumerate(_list("spec.externalIPs", spec.get("externalIPs")))
+        for i, ip in enumerate(field_list("spec.externalIPs", spec.get("externalIPs")))
     )
     lb_ip = spec.get("loadBalancerIP") or ""
     if lb_ip:
@@ -268,13 +258,13 @@ def parse_service(raw: dict[str, Any]) -> Service:
         raise ValidationError("spec.sessionAffinity", f"{raw_affinity!r} is not None or ClientIP")
     affinity: Literal["None", "ClientIP"] = "ClientIP" if raw_affinity == "ClientIP" else "None"
     timeout = DEFAULT_AFFINITY_TIMEOUT
-    config = _obj("spec.sessionAffinityConfig", spec.get("sessionAffinityConfig"))
+    config = field_object("spec.sessionAffinityConfig", spec.get("sessionAffinityConfig"))
     if config:
         if affinity != "ClientIP":
             raise ValidationError(
                 "spec.sessionAffinityConfig", "only with spec.sessionAffinity: ClientIP"
             )
-        client = _obj("spec.sessionAffinityConfig.clientIP", config.get("clientIP"))
+        client = field_object("spec.sessionAffinityConfig.clientIP", config.get("clientIP"))
         if client.get("timeoutSeconds") is not None:
             path = "spec.sessionAffinityConfig.clientIP.timeoutSeconds"
             timeout = client["timeoutSeconds"]
@@ -287,11 +277,11 @@ def parse_service(raw: dict[str, Any]) -> Service:
         raise ValidationError(
             "spec.externalTrafficPolicy", "may only be set for externally-accessible services"
         )
-    status = _obj("status", raw.get("status"))
-    lb_status = _obj("status.loadBalancer", status.get("loadBalancer"))
+    status = field_object("status", raw.get("status"))
+    lb_status = field_object("status.loadBalancer", status.get("loadBalancer"))
     ingress = []
-    for i, value in enumerate(_list("status.loadBalancer.ingress", lb_status.get("ingress"))):
-        entry = _obj(f"status.loadBalancer.ingress[{i}]", value)
+    for i, value in enumerate(field_list("status.loadBalancer.ingress", lb_status.get("ingress"))):
+        entry = field_object(f"status.loadBalancer.ingress[{i}]", value)
         if entry.get("ip"):
             ingress.append(_ipv4(f"status.loadBalancer.ingress[{i}].ip", entry["ip"]))
     return Service(
@@ -324,8 +314,8 @@ def _condition(path: str, value: Any, default: bool) -> bool:
 
 
 def _endpoint(path: str, value: Any) -> Endpoint:
-    e = _obj(path, value)
-    addresses = _list(f"{path}.addresses", e.get("addresses"))
+    e = field_object(path, value)
+    addresses = field_list(f"{path}.addresses", e.get("addresses"))
     if not addresses:
         raise ValidationError(f"{path}.addresses", "at least one address is required")
     if len(addresses) > 100:
@@ -333,7 +323,7 @@ def _endpoint(path: str, value: Any) -> Endpoint:
     address = _ipv4(f"{path}.addresses[0]", addresses[0])
     for i, other in enumerate(addresses[1:], start=1):
         _ipv4(f"{path}.addresses[{i}]", other)
-    cond = _obj(f"{path}.conditions", e.get("conditions"))
+    cond = field_object(f"{path}.conditions", e.get("conditions"))
     ready = _condition(f"{path}.conditions.ready", cond.get("ready"), True)
     serving = _condition(f"{path}.conditions.serving", cond.get("serving"), ready)
     terminating = _condition(f"{path}.conditions.terminating", cond.get("terminating"), False)
@@ -341,7 +331,7 @@ def _endpoint(path: str, value: Any) -> Endpoint:
     if node_name:
         dns_subdomain(f"{path}.nodeName", node_name)
     target_pod = ""
-    ref = _obj(f"{path}.targetRef", e.get("targetRef"))
+    ref = field_object(f"{path}.targetRef", e.get("targetRef"))
     if ref.get("kind") == "Pod" and ref.get("name"):
         ns = dns_label(f"{path}.targetRef.namespace", ref.get("namespace", DEFAULT_NAMESPACE))
         target_pod = f"{ns}/{dns_subdomain(f'{path}.targetRef.name', ref['name'])}"
@@ -355,15 +345,15 @@ def parse_endpointslice(raw: dict[str, Any]) -> EndpointSlice:
         raise ValidationError("addressType", "required")
     if address_type != "IPv4":
         raise ValidationError("addressType", f"{address_type!r}: only IPv4 is supported")
-    raw_endpoints = _list("endpoints", raw.get("endpoints"))
+    raw_endpoints = field_list("endpoints", raw.get("endpoints"))
     if len(raw_endpoints) > 1000:
         raise ValidationError("endpoints", "at most 1000 endpoints per slice")
     endpoints = tuple(_endpoint(f"endpoints[{i}]", e) for i, e in enumerate(raw_endpoints))
     ports: list[SlicePort] = []
     names: set[str] = set()
-    for i, value in enumerate(_list("ports", raw.get("ports"))):
+    for i, value in enumerate(field_list("ports", raw.get("ports"))):
         path = f"ports[{i}]"
-        p = _obj(path, value)
+        p = field_object(path, value)
         pname = p.get("name") or ""
         if pname:
             dns_label(f"{path}.name", pname)
