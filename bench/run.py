@@ -13,6 +13,7 @@ Families, in the order they run:
   for 1,000 endpoints x 1,000 rules; a new identity to updated maps).
 - ``services``: ``service_lb.py`` (socket LB vs kube-proxy iptables rules at 10/1k/10k
   Services: programming time and connection latency).
+- ``nodeport``: ``nodeport.py`` (external client to NodePort, tc vs XDP vs kube-proxy).
 - ``observer``: ``observer_events.py`` (ring events read without loss, flows decoded for
   a follower, drop-to-screen latency through ``axoneme observe``; it takes the lab lock
   itself for that last part).
@@ -60,7 +61,7 @@ DEFAULT_OUT = REPO / "bench" / "results"
 QUICK_OUT = Path("/tmp/axoneme-bench-quick")
 LAB_LOCK = Path("/run/axoneme-test.lock")
 BENCH_LOCK = Path("/run/axb-bench.lock")  # the scripts' lock: our axb-m-* namespaces too
-FAMILIES = ("datapath", "identity", "cni", "policy", "services", "observer")
+FAMILIES = ("datapath", "identity", "cni", "policy", "services", "nodeport", "observer")
 # Families that bring labs up (the lab lock) and make axb-m-* namespaces (the bench lock).
 LAB_FAMILIES = frozenset({"datapath", "identity"})
 
@@ -162,6 +163,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace, Say], FamilyResult]] = {
     "cni": _script("cni"),
     "policy": _script("policy"),
     "services": _script("services"),
+    "nodeport": _script("nodeport"),
     "observer": _script("observer"),
 }
 

@@ -22,6 +22,7 @@ TITLES = {
     "policy": "Control plane: policy computation at scale",
     "identity": "Control plane: identity propagation across nodes",
     "services": "Services at 10 / 1k / 10k: programming time and connection latency",
+    "nodeport": "NodePort from outside: tc vs XDP vs kube-proxy, connection latency",
     "observer": "Observer: events per second, flows per second, drop-to-screen latency",
 }
 

@@ -152,6 +152,16 @@ SCRIPTS: tuple[Script, ...] = (
         "bench/service_lb.py is not in the tree",
     ),
     Script(
+        "nodeport",
+        "nodeport.py",
+        (),
+        ("--quick",),
+        "nodeport.json",
+        passthrough("nodeport"),
+        900,
+        "bench/nodeport.py is not in the tree (the NodePort benchmark of issue 4)",
+    ),
+    Script(
         "observer",
         "observer_events.py",
         (),
