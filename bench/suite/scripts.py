@@ -69,11 +69,11 @@ def passthrough(family: str) -> Convert:
                     key[0],
                     key[1],
                     key[2],
-                    float(r["median"]),
+                    rounded(float(r["median"])),
                     str(r["unit"]),
                     int(r["runs"]),
                     float(ratio) if isinstance(ratio, int | float) and ratio > 0 else None,
-                    tuple(samples),
+                    tuple(rounded(x) for x in samples),
                     r.get("limit") if ratio else None,
                 )
             )
