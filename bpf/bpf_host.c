@@ -8,6 +8,10 @@
  *                of SNATed flows are translated back and sent out again
  *   to_netdev    tc egress:  replies of local backends, translated back
  *
+ * The translation (maps, backend choice, NAT entries) is lib/nodeport.h,
+ * shared with the XDP program (bpf_xdp.c) that runs before this one when
+ * acceleration is on and passes here what it cannot serve.
+ *
  * A backend on this node is reached with the destination rewritten only, so
  * it sees the client's address (externalTrafficPolicy: Local needs nothing
  * more). A backend on another node also gets the source rewritten to this
@@ -27,48 +31,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
-#include "lib/lb.h"
-
-#define NAT_F_INGRESS (1U << 0)	 /* apply in from_netdev */
-#define NAT_F_EGRESS (1U << 1)	 /* apply in to_netdev */
-#define NAT_F_REDIRECT (1U << 2) /* then send it back out of the device */
-#define NAT_TRIES 8
-
-/* axo_lb_nat key: a packet's 5-tuple. 16 bytes. */
-struct lb_nat_key {
-	__u32 saddr; /* NBO */
-	__u32 daddr; /* NBO */
-	__u16 sport; /* NBO */
-	__u16 dport; /* NBO */
-	__u8 proto;
-	__u8 pad[3];
-};
-
-/* axo_lb_nat value: what the packet's addresses become. 16 bytes. */
-struct lb_nat {
-	__u32 saddr;
-	__u32 daddr;
-	__u16 sport;
-	__u16 dport;
-	__u32 flags; /* NAT_F_* */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct lb_nat_key);
-	__type(value, struct lb_nat);
-	__uint(max_entries, 262144);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} axo_lb_nat SEC(".maps");
-
-/* [0]: this node's underlay address (NBO), the SNAT source. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(max_entries, 1);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} axo_lb_node SEC(".maps");
+#include "lib/nodeport.h"
 
 struct pkt {
 	struct lb_nat_key t;
@@ -165,84 +128,17 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct pkt *p,
 	return TC_ACT_OK;
 }
 
-static __always_inline __u32 pick(const struct lb_svc *svc, const struct lb_nat_key *t)
-{
-	if (svc->flags & LB_F_MAGLEV) {
-		const struct lb_maglev *table = bpf_map_lookup_elem(&axo_lb_maglev, &svc->svc_id);
-		__u32 idx;
-
-		if (!table || !svc->maglev_size)
-			return 0;
-		idx = lb_hash(t->saddr, ((__u32)t->dport << 16) | t->sport, t->daddr) %
-		      svc->maglev_size;
-		asm volatile("" : "+r"(idx));
-		if (idx >= LB_MAGLEV_MAX)
-			return 0;
-		return table->backend_ids[idx];
-	} else {
-		struct lb_slot_key slot = {
-			.svc_id = svc->svc_id,
-			.slot = bpf_get_prandom_u32() % svc->count + 1,
-		};
-		__u32 *id = bpf_map_lookup_elem(&axo_lb_slot, &slot);
-
-		return id ? *id : 0;
-	}
-}
-
 /* A new flow to a frontend: choose a backend, write both NAT entries. */
 static __always_inline int new_flow(struct __sk_buff *skb, const struct pkt *p)
 {
-	struct lb_svc_key key = {.vip = p->t.daddr, .dport = p->t.dport, .proto = p->t.proto};
-	const struct lb_backend *be;
-	const struct lb_svc *svc;
-	struct lb_nat_key rkey = {};
-	struct lb_nat fwd = {}, rev = {};
-	__u32 zero = 0, id, *node_ip;
-	int i;
+	const struct lb_backend *be = 0;
+	struct lb_nat fwd = {};
+	int ret = nodeport_select(&p->t, &be);
 
-	svc = bpf_map_lookup_elem(&axo_lb_svc, &key);
-	if (!svc || !(svc->flags & (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)))
+	if (!ret)
 		return TC_ACT_OK;
-	if (!svc->count)
-		return TC_ACT_SHOT; /* no backend (here, for externalTrafficPolicy: Local) */
-	id = pick(svc, &p->t);
-	be = id ? bpf_map_lookup_elem(&axo_lb_backend, &id) : 0;
-	node_ip = bpf_map_lookup_elem(&axo_lb_node, &zero);
-	if (!be || !node_ip || be->svc_id != svc->svc_id)
+	if (ret < 0 || !be || nodeport_commit(&p->t, be, &fwd))
 		return TC_ACT_SHOT;
-	fwd.daddr = be->ip;
-	fwd.dport = be->port;
-	fwd.flags = NAT_F_INGRESS;
-	rev.saddr = p->t.daddr;
-	rev.sport = p->t.dport;
-	rev.daddr = p->t.saddr;
-	rev.dport = p->t.sport;
-	rkey.saddr = be->ip;
-	rkey.sport = be->port;
-	rkey.proto = p->t.proto;
-	if (be->flags & LB_BE_LOCAL) {
-		/* Destination only: the backend sees the client; replies leave by to_netdev. */
-		fwd.saddr = p->t.saddr;
-		fwd.sport = p->t.sport;
-		rev.flags = NAT_F_EGRESS;
-	} else {
-		fwd.saddr = *node_ip;
-		fwd.flags |= NAT_F_REDIRECT;
-		rev.flags = NAT_F_INGRESS | NAT_F_REDIRECT;
-	}
-	rkey.daddr = fwd.saddr;
-	for (i = 0; i < NAT_TRIES; i++) {
-		/* SNAT keeps the client's port unless another flow holds it already. */
-		fwd.sport = (be->flags & LB_BE_LOCAL) ? p->t.sport
-						       : bpf_htons(bpf_ntohs(p->t.sport) + i * 7919);
-		rkey.dport = fwd.sport;
-		if (!bpf_map_update_elem(&axo_lb_nat, &rkey, &rev, BPF_NOEXIST))
-			break;
-	}
-	if (i == NAT_TRIES)
-		return TC_ACT_SHOT;
-	bpf_map_update_elem(&axo_lb_nat, &p->t, &fwd, BPF_ANY);
 	return rewrite(skb, p, &fwd);
 }
 

@@ -18,7 +18,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from axoneme.datapath.linux import hostlb, socklb
+from axoneme.datapath.linux import hostlb, socklb, xdplb
 from axoneme.datapath.linux.lbmaps import PROTO_NUMBERS
 from axoneme.datapath.linux.lbwriter import LBWriter
 from axoneme.k8s.errors import ValidationError
@@ -79,24 +79,43 @@ class ServiceSync:
         return on_sync, on_event
 
 
-async def _start_node_port(ctx: AgentContext) -> str:
-    """bpf_host.c on the device holding this node's address; the address, or "" if off."""
+async def _start_node_port(ctx: AgentContext) -> tuple[str, str]:
+    """bpf_host.c on the device holding this node's address, and bpf_xdp.c when
+    acceleration is native: (the address, or "" if off; "Native" or "Disabled")."""
     try:
         raw = await ctx.store.get(Key("Node", "", ctx.config.node))
         node_ip = parse_node(raw).internal_ip if raw else ""
         ifindex = await asyncio.to_thread(_ifindex_of, node_ip) if node_ip else 0
         if not ifindex:
             log.warning("NodePort off: no device holds this node's address %r", node_ip)
-            return ""
+            return "", "Disabled"
         pin_dir = ctx.config.bpf_pin_dir
         await asyncio.to_thread(hostlb.load, pin_dir)
         await asyncio.to_thread(hostlb.set_node_ip, pin_dir, node_ip)
         await asyncio.to_thread(hostlb.attach, pin_dir, ifindex)
     except (OSError, StoreError, ValidationError) as exc:
         log.error("NodePort unavailable: %s", exc)
-        return ""
+        return "", "Disabled"
     log.info("NodePort on ifindex %d (%s)", ifindex, node_ip)
-    return node_ip
+    return node_ip, await _start_acceleration(ctx, ifindex)
+
+
+async def _start_acceleration(ctx: AgentContext, ifindex: int) -> str:
+    """XDP before tc when asked; otherwise remove ours if an earlier agent left it."""
+    pin_dir = ctx.config.bpf_pin_dir
+    try:
+        if ctx.config.lb.acceleration != "native":
+            if await asyncio.to_thread(xdplb.detach_ours, pin_dir, ifindex):
+                log.info("XDP acceleration removed from ifindex %d", ifindex)
+            return "Disabled"
+        await asyncio.to_thread(xdplb.load, pin_dir)
+        await asyncio.to_thread(xdplb.attach, pin_dir, ifindex)
+    except OSError as exc:
+        # tc still serves every flow: acceleration is an optimisation, not a function.
+        log.error("XDP acceleration unavailable: %s", exc)
+        return "Disabled"
+    log.info("XDP acceleration (native) on ifindex %d", ifindex)
+    return "Native"
 
 
 def _ifindex_of(ip: str) -> int:
@@ -112,7 +131,11 @@ def _ifindex_of(ip: str) -> int:
 
 
 def report(
-    config: LBAgentConfig, writer: LBWriter | None, problem: str = "", node_port: str = "Disabled"
+    config: LBAgentConfig,
+    writer: LBWriter | None,
+    problem: str = "",
+    node_port: str = "Disabled",
+    xdp: str = "Disabled",
 ) -> dict[str, Any]:
     """What ``axoneme status`` shows under KubeProxyReplacement."""
     socket_lb = writer is not None
@@ -126,7 +149,7 @@ def report(
         "algorithm": config.algorithm,
         "maglevTableSize": config.maglev_table_size,
         "sessionAffinity": "Enabled" if socket_lb else "Disabled",
-        "xdpAcceleration": "Disabled",
+        "xdpAcceleration": xdp,
         "frontends": len(writer.current["axo_lb_svc"]) if writer else 0,
         "backends": len(writer.current["axo_lb_backend"]) if writer else 0,
         "problem": problem,
@@ -159,11 +182,11 @@ async def run(ctx: AgentContext) -> None:
         cgroup_root,
         len(writer.current["axo_lb_svc"]),
     )
-    node_ip = ""
+    node_ip, xdp = "", "Disabled"
     if config.node_port:
-        node_ip = await _start_node_port(ctx)
+        node_ip, xdp = await _start_node_port(ctx)
     node_port = "Enabled" if node_ip else "Disabled"
-    ctx.service.loadbalancer = lambda: report(config, writer, node_port=node_port)
+    ctx.service.loadbalancer = lambda: report(config, writer, node_port=node_port, xdp=xdp)
     state = ServiceSync()
     lb = LBConfig(ctx.config.node, config.algorithm, config.maglev_table_size, node_ip)  # type: ignore[arg-type]
     try:

@@ -46,6 +46,12 @@ def _parser() -> argparse.ArgumentParser:
         help="bpf: the datapath forwards past the stack (redirect_peer/neigh); default bpf",
     )
     up.add_argument(
+        "--nodeport-acceleration",
+        choices=["native", "disabled"],
+        default="disabled",
+        help="the agents translate NodePort traffic in native XDP first (default disabled)",
+    )
+    up.add_argument(
         "--health",
         action="store_true",
         help="health endpoints on every node and probes between nodes (cilium-health)",
@@ -205,6 +211,7 @@ def _lab(args: argparse.Namespace) -> int:
             health=args.health,
             routing_mode=args.routing_mode,
             host_routing=args.host_routing,
+            nodeport_acceleration=args.nodeport_acceleration,
         )
         try:
             config.validate()

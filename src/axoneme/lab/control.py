@@ -160,6 +160,8 @@ def up(config: LabConfig, timeout: float = 90.0) -> dict[str, Any]:
         for plan in plans:
             netsetup.create_node(plan)
         netsetup.create_world(plans)
+        if config.nodeport_acceleration == "native":
+            netsetup.enable_xdp_forwarding(plans)
         with open(LAB_DIR / "supervisor.log", "ab") as log:
             # `setsid -f` forks the supervisor into its own session and returns at
             # once: the lab outlives this CLI and no child is left unwaited here.
@@ -184,6 +186,8 @@ def up(config: LabConfig, timeout: float = 90.0) -> dict[str, Any]:
                     config.routing_mode,
                     "--host-routing",
                     config.host_routing,
+                    "--nodeport-acceleration",
+                    config.nodeport_acceleration,
                 ],
                 stdout=log,
                 stderr=log,

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from axoneme.datapath.linux.netdev import netlink_in
+from axoneme.kit.ethtool import set_gro, set_tx_csum
 from axoneme.kit.netns import entered
 from axoneme.lab.topology import (
     BRIDGE,
@@ -79,6 +80,17 @@ def _attach_to_bridge(netns: str, bridge_port: str) -> None:
             lab.link("set", index=port, master=lab.link_lookup(ifname=BRIDGE)[0], state="up")
     finally:
         os.close(fd)
+
+
+def enable_xdp_forwarding(plans: list[NodePlan]) -> None:
+    """What XDP forwarding on the nodes' veth ``eth0`` needs (kit/ethtool.py says why):
+    GRO on the bridge's ports, and complete checksums on everything sent onto the
+    underlay, as from a real wire."""
+    for plan in plans:
+        set_gro(LAB_NETNS, plan.bridge_port, True)
+        set_tx_csum(plan.netns, "eth0", False)
+    set_gro(LAB_NETNS, WORLD_BRIDGE_PORT, True)
+    set_tx_csum(WORLD_NETNS, "eth0", False)
 
 
 def create_world(plans: list[NodePlan]) -> None:

@@ -82,6 +82,8 @@ def agent_args(plan: NodePlan, config: LabConfig) -> list[str]:
         config.routing_mode,
         "--host-routing",
         config.host_routing,
+        "--nodeport-acceleration",
+        config.nodeport_acceleration,
         "--node",
         plan.name,
         "--store",
@@ -370,6 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--health", action="store_true")
     p.add_argument("--routing-mode", default="tunnel")
     p.add_argument("--host-routing", default="bpf")
+    p.add_argument("--nodeport-acceleration", default="disabled")
     ns = p.parse_args(argv)
     config = LabConfig(
         ns.nodes,
@@ -380,6 +383,7 @@ def main(argv: list[str] | None = None) -> None:
         health=ns.health,
         routing_mode=ns.routing_mode,
         host_routing=ns.host_routing,
+        nodeport_acceleration=ns.nodeport_acceleration,
     )
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

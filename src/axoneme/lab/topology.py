@@ -62,12 +62,18 @@ class LabConfig:
     health: bool = False  # health endpoints and probes between nodes (agent health checking)
     routing_mode: str = "tunnel"  # tunnel | native (the agents' --routing-mode)
     host_routing: str = "bpf"  # bpf | legacy (the agents' --host-routing)
+    # native | disabled: the agents' --nodeport-acceleration (XDP; GRO on the bridge ports)
+    nodeport_acceleration: str = "disabled"
 
     def validate(self) -> None:
         if self.routing_mode not in ("tunnel", "native"):
             raise ValueError(f"--routing-mode: {self.routing_mode!r} is not tunnel or native")
         if self.host_routing not in ("bpf", "legacy"):
             raise ValueError(f"--host-routing: {self.host_routing!r} is not bpf or legacy")
+        if self.nodeport_acceleration not in ("native", "disabled"):
+            raise ValueError(
+                f"--nodeport-acceleration: {self.nodeport_acceleration!r} is not native or disabled"
+            )
         if self.policy_enforcement not in ("default", "always", "never"):
             raise ValueError(
                 f"--policy-enforcement: {self.policy_enforcement!r} is not default, always or never"

@@ -32,6 +32,10 @@ class LBAgentConfig:
     # NodePort / LoadBalancer / external IPs from outside: tc on the device
     # holding the node's address (bpf_host.c). Needs the socket LB's maps.
     node_port: bool = True
+    # native: NodePort translation in XDP on that device first (bpf_xdp.c),
+    # tc for what XDP cannot serve; disabled: tc only. Cilium's
+    # --node-port-acceleration (both spellings are accepted).
+    acceleration: str = "disabled"
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -60,6 +64,14 @@ def add_flags(p: argparse.ArgumentParser) -> None:
         help="serve NodePort, LoadBalancer and external IPs to clients outside the cluster",
     )
     p.add_argument(
+        "--nodeport-acceleration",
+        "--node-port-acceleration",
+        dest="nodeport_acceleration",
+        choices=["native", "disabled"],
+        default="disabled",
+        help="NodePort/LoadBalancer/external-IP translation in native XDP on the node's device",
+    )
+    p.add_argument(
         "--cgroup-root",
         type=Path,
         default=None,
@@ -83,4 +95,5 @@ def from_args(ns: argparse.Namespace) -> LBAgentConfig:
         maglev_table_size=ns.bpf_lb_maglev_table_size,
         cgroup_root=ns.cgroup_root,
         node_port=ns.enable_node_port == "true",
+        acceleration=ns.nodeport_acceleration,
     )

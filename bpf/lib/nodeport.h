@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * North-south service translation shared by tc (bpf_host.c) and XDP
+ * (bpf_xdp.c): the per-flow NAT map, the node's SNAT address, and the choice
+ * of a backend for a new flow with both of its NAT entries. The hooks differ
+ * only in how they rewrite and send the packet.
+ *
+ *   axo_lb_nat   LRU {5-tuple} -> what its addresses become, and where it applies
+ *   axo_lb_node  [0] -> this node's underlay address (NBO), the SNAT source
+ */
+#ifndef AXONEME_LIB_NODEPORT_H
+#define AXONEME_LIB_NODEPORT_H
+
+#include <linux/types.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "lb.h"
+
+#define NAT_F_INGRESS (1U << 0)	 /* apply on the way in (XDP, tc ingress) */
+#define NAT_F_EGRESS (1U << 1)	 /* apply in tc egress (replies of local backends) */
+#define NAT_F_REDIRECT (1U << 2) /* then send it back out of the device */
+#define NAT_TRIES 8
+
+/* axo_lb_nat key: a packet's 5-tuple. 16 bytes. */
+struct lb_nat_key {
+	__u32 saddr; /* NBO */
+	__u32 daddr; /* NBO */
+	__u16 sport; /* NBO */
+	__u16 dport; /* NBO */
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* axo_lb_nat value: what the packet's addresses become. 16 bytes. */
+struct lb_nat {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u32 flags; /* NAT_F_* */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_nat_key);
+	__type(value, struct lb_nat);
+	__uint(max_entries, 262144);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} axo_lb_nat SEC(".maps");
+
+/* [0]: this node's underlay address (NBO), the SNAT source. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} axo_lb_node SEC(".maps");
+
+static __always_inline __u32 nodeport_pick(const struct lb_svc *svc, const struct lb_nat_key *t)
+{
+	if (svc->flags & LB_F_MAGLEV) {
+		const struct lb_maglev *table = bpf_map_lookup_elem(&axo_lb_maglev, &svc->svc_id);
+		__u32 idx;
+
+		if (!table || !svc->maglev_size)
+			return 0;
+		idx = lb_hash(t->saddr, ((__u32)t->dport << 16) | t->sport, t->daddr) %
+		      svc->maglev_size;
+		asm volatile("" : "+r"(idx));
+		if (idx >= LB_MAGLEV_MAX)
+			return 0;
+		return table->backend_ids[idx];
+	} else {
+		struct lb_slot_key slot = {
+			.svc_id = svc->svc_id,
+			.slot = bpf_get_prandom_u32() % svc->count + 1,
+		};
+		__u32 *id = bpf_map_lookup_elem(&axo_lb_slot, &slot);
+
+		return id ? *id : 0;
+	}
+}
+
+/* A packet to a NodePort / LoadBalancer / external-IP frontend: its backend.
+ * 0: not a frontend (let it pass); <0: drop it (no backend); >0: *be is set. */
+static __always_inline int nodeport_select(const struct lb_nat_key *t,
+					   const struct lb_backend **be)
+{
+	struct lb_svc_key key = {.vip = t->daddr, .dport = t->dport, .proto = t->proto};
+	const struct lb_svc *svc;
+	__u32 id;
+
+	svc = bpf_map_lookup_elem(&axo_lb_svc, &key);
+	if (!svc || !(svc->flags & (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)))
+		return 0;
+	if (!svc->count)
+		return -1; /* no backend (here, for externalTrafficPolicy: Local) */
+	id = nodeport_pick(svc, t);
+	*be = id ? bpf_map_lookup_elem(&axo_lb_backend, &id) : 0;
+	if (!*be || (*be)->svc_id != svc->svc_id)
+		return -1;
+	return 1;
+}
+
+/* Write both NAT entries of a new flow to be; *fwd is the request's translation.
+ * A backend on this node gets the destination rewritten only (it sees the
+ * client; replies are translated in tc egress); a remote one is SNATed to this
+ * node so its replies come back here. 0, or -1 (no node address, no free port). */
+static __always_inline int nodeport_commit(const struct lb_nat_key *t,
+					   const struct lb_backend *be, struct lb_nat *fwd)
+{
+	struct lb_nat_key rkey = {};
+	struct lb_nat rev = {};
+	__u32 zero = 0, *node_ip;
+	int i;
+
+	node_ip = bpf_map_lookup_elem(&axo_lb_node, &zero);
+	if (!node_ip)
+		return -1;
+	fwd->daddr = be->ip;
+	fwd->dport = be->port;
+	fwd->flags = NAT_F_INGRESS;
+	rev.saddr = t->daddr;
+	rev.sport = t->dport;
+	rev.daddr = t->saddr;
+	rev.dport = t->sport;
+	rkey.saddr = be->ip;
+	rkey.sport = be->port;
+	rkey.proto = t->proto;
+	if (be->flags & LB_BE_LOCAL) {
+		fwd->saddr = t->saddr;
+		rev.flags = NAT_F_EGRESS;
+	} else {
+		fwd->saddr = *node_ip;
+		fwd->flags |= NAT_F_REDIRECT;
+		rev.flags = NAT_F_INGRESS | NAT_F_REDIRECT;
+	}
+	rkey.daddr = fwd->saddr;
+	for (i = 0; i < NAT_TRIES; i++) {
+		/* SNAT keeps the client's port unless another flow holds it already. */
+		fwd->sport = (be->flags & LB_BE_LOCAL) ? t->sport
+						       : bpf_htons(bpf_ntohs(t->sport) + i * 7919);
+		rkey.dport = fwd->sport;
+		if (!bpf_map_update_elem(&axo_lb_nat, &rkey, &rev, BPF_NOEXIST))
+			break;
+	}
+	if (i == NAT_TRIES)
+		return -1;
+	bpf_map_update_elem(&axo_lb_nat, t, fwd, BPF_ANY);
+	return 0;
+}
+
+#endif /* AXONEME_LIB_NODEPORT_H */
