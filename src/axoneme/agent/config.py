@@ -45,9 +45,7 @@ class AgentConfig:
     # Where the pod CIDR comes from, as Cilium's `ipam` option: the operator's
     # CiliumNode (cluster-pool) or the Node's spec.podCIDR (kubernetes).
     ipam: str = "kubernetes"
-    observer: observer_config.ObserverConfig = field(
-        default_factory=observer_config.ObserverConfig
-    )
+    observer: observer_config.ObserverConfig = field(default_factory=observer_config.ObserverConfig)
     health: HealthConfig = HealthConfig()
 
 
