@@ -6,7 +6,8 @@
  *   from_netdev  tc ingress: a new flow to a frontend picks a backend and is
  *                translated; later packets follow the flow's NAT entry; replies
  *                of SNATed flows are translated back and sent out again
- *   to_netdev    tc egress:  replies of local backends, translated back
+ *   to_netdev    tc egress:  replies of local backends (and of DSR flows whose
+ *                frontend is on another node), translated back
  *
  * The translation (maps, backend choice, NAT entries) is lib/nodeport.h,
  * shared with the XDP program (bpf_xdp.c) that runs before this one when
@@ -18,6 +19,11 @@
  * node (SNAT), so its replies come back here to be translated. The kernel
  * routes every translated packet (ip_forward); translated replies of SNATed
  * flows leave through bpf_redirect_neigh.
+ *
+ * DSR (--bpf-lb-mode dsr) instead keeps the client's address towards a remote
+ * backend and adds an IPv4 option with the frontend; the backend's node
+ * (dsr_restore, first thing in from_netdev) records the frontend for the
+ * replies, which to_netdev there translates on their way straight to the client.
  *
  * Everything else passes untouched (TC_ACT_OK).
  */
@@ -116,12 +122,107 @@ static __always_inline int forward(struct __sk_buff *skb, __u32 daddr)
 	return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
 }
 
+/* The first 16-bit words of an IPv4 header: version/IHL + TOS, and total length. */
+static __always_inline int ip_head(struct __sk_buff *skb, __u16 *w0, __u16 *tot_len)
+{
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, w0, sizeof(*w0)) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + 2, tot_len, sizeof(*tot_len)))
+		return -1;
+	return 0;
+}
+
+/* Set IHL and total length, folding them and the option bytes (added: diff > 0
+ * sized) into the header checksum. */
+static __always_inline int ip_resize(struct __sk_buff *skb, __u16 w0, __u16 tot_len, __u16 nw0,
+				     __u16 ntot, __s64 opt_sum)
+{
+	__u32 check = ETH_HLEN + offsetof(struct iphdr, check);
+
+	if (bpf_l3_csum_replace(skb, check, w0, nw0, 2) ||
+	    bpf_l3_csum_replace(skb, check, tot_len, ntot, 2) ||
+	    bpf_l3_csum_replace(skb, check, 0, opt_sum, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN, &nw0, 2, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + 2, &ntot, 2, 0))
+		return -1;
+	return 0;
+}
+
+/* DSR on the frontend's node: the frontend into an IPv4 option after the header. */
+static __always_inline int dsr_add(struct __sk_buff *skb, __u32 vip, __u16 vport)
+{
+	struct dsr_opt opt = {.type = DSR_OPT_TYPE, .len = DSR_OPT_LEN, .port = vport, .addr = vip};
+	__u16 w0, tot_len;
+	__s64 sum;
+
+	if (ip_head(skb, &w0, &tot_len) ||
+	    bpf_skb_adjust_room(skb, DSR_OPT_LEN, BPF_ADJ_ROOM_NET, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(struct iphdr), &opt, sizeof(opt), 0))
+		return -1;
+	sum = bpf_csum_diff(0, 0, (__be32 *)&opt, sizeof(opt), 0);
+	if (sum < 0)
+		return -1;
+	/* IHL 5 -> 7 is +2 in the low nibble of the first byte (the high byte in NBO). */
+	return ip_resize(skb, w0, tot_len, bpf_htons(bpf_ntohs(w0) + 0x0200),
+			 bpf_htons(bpf_ntohs(tot_len) + DSR_OPT_LEN), sum);
+}
+
+/* DSR on the backend's node: a packet carrying the option gets a reverse entry
+ * (its replies leave from here with the frontend as source, in to_netdev) and
+ * loses the option. 1 if it was one, 0 if not, -1 to drop. */
+static __always_inline int dsr_restore(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct lb_nat_key rkey = {};
+	struct lb_nat rev = {};
+	struct dsr_opt opt;
+	struct iphdr *ip;
+	__u16 *ports, w0, tot_len;
+	__s64 sum;
+
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return 0;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end || ip->ihl != 7 || (ip->frag_off & bpf_htons(0x3fff)))
+		return 0;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return 0;
+	ports = (void *)ip + sizeof(*ip) + DSR_OPT_LEN;
+	if ((void *)(ports + 2) > end)
+		return 0;
+	__builtin_memcpy(&opt, (void *)(ip + 1), sizeof(opt));
+	if (opt.type != DSR_OPT_TYPE || opt.len != DSR_OPT_LEN)
+		return 0;
+	rkey.saddr = ip->daddr;
+	rkey.daddr = ip->saddr;
+	rkey.sport = ports[1];
+	rkey.dport = ports[0];
+	rkey.proto = ip->protocol;
+	rev.saddr = opt.addr;
+	rev.sport = opt.port;
+	rev.daddr = ip->saddr;
+	rev.dport = ports[0];
+	rev.flags = NAT_F_EGRESS;
+	if (bpf_map_update_elem(&axo_lb_nat, &rkey, &rev, BPF_ANY))
+		return -1;
+	sum = bpf_csum_diff((__be32 *)&opt, sizeof(opt), 0, 0, 0);
+	if (sum < 0 || ip_head(skb, &w0, &tot_len) ||
+	    ip_resize(skb, w0, tot_len, bpf_htons(bpf_ntohs(w0) - 0x0200),
+		      bpf_htons(bpf_ntohs(tot_len) - DSR_OPT_LEN), sum) ||
+	    bpf_skb_adjust_room(skb, -DSR_OPT_LEN, BPF_ADJ_ROOM_NET, 0))
+		return -1;
+	return 1;
+}
+
 static __always_inline int rewrite(struct __sk_buff *skb, const struct pkt *p,
 				   const struct lb_nat *n)
 {
 	if (set_addr(skb, p, offsetof(struct iphdr, saddr), p->t.saddr, n->saddr) ||
 	    set_addr(skb, p, offsetof(struct iphdr, daddr), p->t.daddr, n->daddr) ||
 	    set_port(skb, p, 0, p->t.sport, n->sport) || set_port(skb, p, 2, p->t.dport, n->dport))
+		return TC_ACT_SHOT;
+	if ((n->flags & NAT_F_DSR) && dsr_add(skb, p->t.daddr, p->t.dport))
 		return TC_ACT_SHOT;
 	if (n->flags & NAT_F_REDIRECT)
 		return forward(skb, n->daddr);
@@ -147,7 +248,10 @@ int from_netdev(struct __sk_buff *skb)
 {
 	const struct lb_nat *n;
 	struct pkt p = {};
+	int dsr = dsr_restore(skb);
 
+	if (dsr)
+		return dsr > 0 ? TC_ACT_OK : TC_ACT_SHOT;
 	if (parse(skb, &p))
 		return TC_ACT_OK;
 	n = bpf_map_lookup_elem(&axo_lb_nat, &p.t);

@@ -10,8 +10,8 @@
  *     out of this one in the lab), never entering the stack;
  *   a flow to a backend on this node: translated here (DNAT), then passed to
  *     the stack, which delivers it to the pod (policy and all);
- *   what XDP cannot serve (no neighbour entry yet, a route out of another
- *     kind of device, IP options, fragments): passed untranslated, and tc
+ *   what XDP cannot serve (no neighbour entry yet, IP options, fragments,
+ *     DSR flows, whose IP option tc inserts): passed untranslated, and tc
  *     does the whole job.
  *
  * axo_xdp_stats counts each outcome per CPU, so tests and `status` can tell
@@ -192,6 +192,8 @@ int xdp_nodeport(struct xdp_md *ctx)
 		if (!(found->flags & NAT_F_INGRESS))
 			return XDP_PASS;
 		n = *found;
+		if (n.flags & NAT_F_DSR) /* inserting the IP option is tc's job */
+			return count(XDP_STAT_TO_TC, XDP_PASS);
 		if (!(n.flags & NAT_F_REDIRECT)) {
 			rewrite(&p, &n);
 			return count(XDP_STAT_TO_STACK, XDP_PASS);
@@ -209,7 +211,7 @@ int xdp_nodeport(struct xdp_md *ctx)
 		__u32 zero = 0, *node_ip = bpf_map_lookup_elem(&axo_lb_node, &zero);
 
 		/* Route first: a flow XDP cannot send is left whole to tc. */
-		if (!node_ip || route(ctx, &p, *node_ip, be->ip, &fib))
+		if (!node_ip || nodeport_dsr() || route(ctx, &p, *node_ip, be->ip, &fib))
 			return count(XDP_STAT_TO_TC, XDP_PASS);
 	}
 	if (nodeport_commit(&p.t, be, &n))

@@ -20,7 +20,19 @@
 #define NAT_F_INGRESS (1U << 0)	 /* apply on the way in (XDP, tc ingress) */
 #define NAT_F_EGRESS (1U << 1)	 /* apply in tc egress (replies of local backends) */
 #define NAT_F_REDIRECT (1U << 2) /* then send it back out of the device */
+#define NAT_F_DSR (1U << 3)	 /* DSR: carry the frontend to the backend's node (tc only) */
 #define NAT_TRIES 8
+
+/* DSR: the frontend travels to the backend's node in an IPv4 option after the
+ * base header (Cilium's layout: copied flag, class 0, number 26). 8 bytes. */
+#define DSR_OPT_TYPE 0x9a
+#define DSR_OPT_LEN 8
+struct dsr_opt {
+	__u8 type;
+	__u8 len;
+	__u16 port; /* NBO */
+	__u32 addr; /* NBO */
+};
 
 /* axo_lb_nat key: a packet's 5-tuple. 16 bytes. */
 struct lb_nat_key {
@@ -57,6 +69,22 @@ struct {
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } axo_lb_node SEC(".maps");
+
+/* [0]: 1 = DSR for backends on other nodes (--bpf-lb-mode dsr), 0 = SNAT. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} axo_lb_mode SEC(".maps");
+
+static __always_inline int nodeport_dsr(void)
+{
+	__u32 zero = 0, *mode = bpf_map_lookup_elem(&axo_lb_mode, &zero);
+
+	return mode && *mode == 1;
+}
 
 static __always_inline __u32 nodeport_pick(const struct lb_svc *svc, const struct lb_nat_key *t)
 {
@@ -107,7 +135,9 @@ static __always_inline int nodeport_select(const struct lb_nat_key *t,
 /* Write both NAT entries of a new flow to be; *fwd is the request's translation.
  * A backend on this node gets the destination rewritten only (it sees the
  * client; replies are translated in tc egress); a remote one is SNATed to this
- * node so its replies come back here. 0, or -1 (no node address, no free port). */
+ * node so its replies come back here, or, in DSR mode, keeps the client's
+ * address and replies straight from its node (which restores the frontend from
+ * the IP option, so no reverse entry here). 0, or -1 (no node address, no free port). */
 static __always_inline int nodeport_commit(const struct lb_nat_key *t,
 					   const struct lb_backend *be, struct lb_nat *fwd)
 {
@@ -132,6 +162,11 @@ static __always_inline int nodeport_commit(const struct lb_nat_key *t,
 	if (be->flags & LB_BE_LOCAL) {
 		fwd->saddr = t->saddr;
 		rev.flags = NAT_F_EGRESS;
+	} else if (nodeport_dsr()) {
+		fwd->saddr = t->saddr;
+		fwd->sport = t->sport;
+		fwd->flags |= NAT_F_REDIRECT | NAT_F_DSR;
+		return bpf_map_update_elem(&axo_lb_nat, t, fwd, BPF_ANY) ? -1 : 0;
 	} else {
 		fwd->saddr = *node_ip;
 		fwd->flags |= NAT_F_REDIRECT;

@@ -1,4 +1,4 @@
-"""The NodePort acceleration switch: agent flag, lab flag, status report."""
+"""NodePort switches: acceleration and DSR mode (agent flags, lab flags, status report)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,13 @@ def test_status_reports_native_only_when_attached() -> None:
     config = LBAgentConfig(acceleration="native")
     assert report(config, None, node_port="Enabled", xdp="Native")["xdpAcceleration"] == "Native"
     assert report(config, None, "off")["xdpAcceleration"] == "Disabled"
+
+
+def test_lb_mode_flag_and_status() -> None:
+    assert parse_args(BASE).lb.mode == "snat"
+    config = parse_args([*BASE, "--bpf-lb-mode", "dsr"]).lb
+    assert config.mode == "dsr"
+    assert report(config, None, node_port="Enabled")["dsr"] == "Enabled"
+    assert report(config, None, node_port="Disabled")["dsr"] == "Disabled"  # no NodePort, no DSR
+    with pytest.raises(ValueError, match="--bpf-lb-mode: 'hybrid'"):
+        LabConfig(lb_mode="hybrid").validate()

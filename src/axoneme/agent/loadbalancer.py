@@ -92,6 +92,7 @@ async def _start_node_port(ctx: AgentContext) -> tuple[str, str]:
         pin_dir = ctx.config.bpf_pin_dir
         await asyncio.to_thread(hostlb.load, pin_dir)
         await asyncio.to_thread(hostlb.set_node_ip, pin_dir, node_ip)
+        await asyncio.to_thread(hostlb.set_mode, pin_dir, ctx.config.lb.mode == "dsr")
         await asyncio.to_thread(hostlb.attach, pin_dir, ifindex)
     except (OSError, StoreError, ValidationError) as exc:
         log.error("NodePort unavailable: %s", exc)
@@ -145,7 +146,7 @@ def report(
         "socketLBProtocols": "TCP, UDP" if socket_lb else "",
         "cgroup": str(config.cgroup_root or ""),
         "nodePort": node_port,
-        "dsr": "Disabled",
+        "dsr": "Enabled" if node_port == "Enabled" and config.mode == "dsr" else "Disabled",
         "algorithm": config.algorithm,
         "maglevTableSize": config.maglev_table_size,
         "sessionAffinity": "Enabled" if socket_lb else "Disabled",

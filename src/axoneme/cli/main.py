@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the agents translate NodePort traffic in native XDP first (default disabled)",
     )
     up.add_argument(
+        "--bpf-lb-mode",
+        choices=["snat", "dsr"],
+        default="snat",
+        help="NodePort to another node's backend: SNAT, or DSR (replies from the backend's node)",
+    )
+    up.add_argument(
         "--health",
         action="store_true",
         help="health endpoints on every node and probes between nodes (cilium-health)",
@@ -212,6 +218,7 @@ def _lab(args: argparse.Namespace) -> int:
             routing_mode=args.routing_mode,
             host_routing=args.host_routing,
             nodeport_acceleration=args.nodeport_acceleration,
+            lb_mode=args.bpf_lb_mode,
         )
         try:
             config.validate()

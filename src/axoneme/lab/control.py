@@ -188,6 +188,8 @@ def up(config: LabConfig, timeout: float = 90.0) -> dict[str, Any]:
                     config.host_routing,
                     "--nodeport-acceleration",
                     config.nodeport_acceleration,
+                    "--bpf-lb-mode",
+                    config.lb_mode,
                 ],
                 stdout=log,
                 stderr=log,

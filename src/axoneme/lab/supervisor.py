@@ -84,6 +84,8 @@ def agent_args(plan: NodePlan, config: LabConfig) -> list[str]:
         config.host_routing,
         "--nodeport-acceleration",
         config.nodeport_acceleration,
+        "--bpf-lb-mode",
+        config.lb_mode,
         "--node",
         plan.name,
         "--store",
@@ -373,6 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--routing-mode", default="tunnel")
     p.add_argument("--host-routing", default="bpf")
     p.add_argument("--nodeport-acceleration", default="disabled")
+    p.add_argument("--bpf-lb-mode", default="snat")
     ns = p.parse_args(argv)
     config = LabConfig(
         ns.nodes,
@@ -384,6 +387,7 @@ def main(argv: list[str] | None = None) -> None:
         routing_mode=ns.routing_mode,
         host_routing=ns.host_routing,
         nodeport_acceleration=ns.nodeport_acceleration,
+        lb_mode=ns.bpf_lb_mode,
     )
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -64,12 +64,15 @@ class LabConfig:
     host_routing: str = "bpf"  # bpf | legacy (the agents' --host-routing)
     # native | disabled: the agents' --nodeport-acceleration (XDP; GRO on the bridge ports)
     nodeport_acceleration: str = "disabled"
+    lb_mode: str = "snat"  # snat | dsr: the agents' --bpf-lb-mode
 
     def validate(self) -> None:
         if self.routing_mode not in ("tunnel", "native"):
             raise ValueError(f"--routing-mode: {self.routing_mode!r} is not tunnel or native")
         if self.host_routing not in ("bpf", "legacy"):
             raise ValueError(f"--host-routing: {self.host_routing!r} is not bpf or legacy")
+        if self.lb_mode not in ("snat", "dsr"):
+            raise ValueError(f"--bpf-lb-mode: {self.lb_mode!r} is not snat or dsr")
         if self.nodeport_acceleration not in ("native", "disabled"):
             raise ValueError(
                 f"--nodeport-acceleration: {self.nodeport_acceleration!r} is not native or disabled"

@@ -36,6 +36,8 @@ class LBAgentConfig:
     # tc for what XDP cannot serve; disabled: tc only. Cilium's
     # --node-port-acceleration (both spellings are accepted).
     acceleration: str = "disabled"
+    # snat | dsr: how a backend on another node is reached (Cilium's --bpf-lb-mode).
+    mode: str = "snat"
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -72,6 +74,13 @@ def add_flags(p: argparse.ArgumentParser) -> None:
         help="NodePort/LoadBalancer/external-IP translation in native XDP on the node's device",
     )
     p.add_argument(
+        "--bpf-lb-mode",
+        choices=["snat", "dsr"],
+        default="snat",
+        help="NodePort to a backend on another node: SNAT to this node, or DSR (the backend's "
+        "node replies to the client directly)",
+    )
+    p.add_argument(
         "--cgroup-root",
         type=Path,
         default=None,
@@ -96,4 +105,5 @@ def from_args(ns: argparse.Namespace) -> LBAgentConfig:
         cgroup_root=ns.cgroup_root,
         node_port=ns.enable_node_port == "true",
         acceleration=ns.nodeport_acceleration,
+        mode=ns.bpf_lb_mode,
     )

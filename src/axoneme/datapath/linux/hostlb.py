@@ -16,11 +16,11 @@ from pathlib import Path
 
 from axoneme.datapath.linux import bpfsys, libbpf
 
-__all__ = ["HOST_OBJECT", "PROGRAMS", "attach", "detach", "load", "set_node_ip"]
+__all__ = ["HOST_OBJECT", "PROGRAMS", "attach", "detach", "load", "set_mode", "set_node_ip"]
 
 HOST_OBJECT = Path(__file__).resolve().parents[4] / "bpf" / "build" / "bpf_host.o"
 PROGRAMS = {"from_netdev": libbpf.BPF_TC_INGRESS, "to_netdev": libbpf.BPF_TC_EGRESS}
-_MAPS = ("axo_lb_nat", "axo_lb_node")
+_MAPS = ("axo_lb_nat", "axo_lb_node", "axo_lb_mode")
 
 
 def _pin(pin_dir: Path, name: str) -> Path:
@@ -48,6 +48,13 @@ def load(pin_dir: Path, object_path: Path = HOST_OBJECT) -> bool:
 def set_node_ip(pin_dir: Path, ip: str) -> None:
     with bpfsys.BpfMap.open_pinned(pin_dir / "axo_lb_node") as m:
         m.update((0).to_bytes(4, "little"), socket.inet_aton(ip))
+
+
+def set_mode(pin_dir: Path, dsr: bool) -> None:
+    """DSR (the frontend in an IP option, replies straight from the backend's node)
+    or SNAT for backends on other nodes (lib/nodeport.h ``axo_lb_mode``)."""
+    with bpfsys.BpfMap.open_pinned(pin_dir / "axo_lb_mode") as m:
+        m.update((0).to_bytes(4, "little"), int(dsr).to_bytes(4, "little"))
 
 
 def attach(pin_dir: Path, ifindex: int) -> None:
