@@ -9,6 +9,8 @@ sequential TCP connections (connect, 1-byte request, 1-byte answer, close) to
 - ``axoneme-tc``: ``bpf_host.o`` as tc ingress/egress on node1's ``eth0``;
 - ``axoneme-xdp``: the same plus ``bpf_xdp.o`` in native XDP (``--nodeport-acceleration
   native``); the XDP program's counters are reported, to show it served the packets;
+- ``axoneme-dsr``: tc in DSR mode (``--bpf-lb-mode dsr``), ``bpf_host.o`` on node2 too,
+  which restores the frontend; replies go from node2 straight to the client;
 - ``iptables-nft`` / ``iptables-legacy``: kube-proxy's iptables-mode NodePort rules
   (``suite/kubeproxy.py``) in node1's tables, MASQUERADE included.
 
@@ -44,7 +46,7 @@ from typing import Any
 from service_lb import CLIENT, SERVER
 from suite.kubeproxy import Service, ServicePort, restore_input
 
-from axoneme.datapath.linux import hostlb, libbpf, xdplb
+from axoneme.datapath.linux import bpfsys, hostlb, libbpf, xdplb
 from axoneme.datapath.linux.lbwriter import LBWriter
 from axoneme.datapath.linux.loader import Datapath
 from axoneme.kit.ethtool import set_gro, set_tx_csum
@@ -62,9 +64,17 @@ PORT = 8080
 NODE_PORTS = {"local": 30001, "remote": 30002}
 BACKEND = {"local": "node1", "remote": "node2"}
 PIN_DIR = Path("/sys/fs/bpf/axb-np")
+PIN_DIR2 = Path("/sys/fs/bpf/axb-np-node2")  # node2's bpf_host.o, for DSR's return path
 LOCK = Path("/run/axb-bench.lock")
 MARK = "AXB_BENCH=nodeport"
-DATAPATHS = ["direct", "axoneme-tc", "axoneme-xdp", "iptables-nft", "iptables-legacy"]
+DATAPATHS = [
+    "direct",
+    "axoneme-tc",
+    "axoneme-xdp",
+    "axoneme-dsr",
+    "iptables-nft",
+    "iptables-legacy",
+]
 
 
 def sh(*cmd: str, stdin: str | None = None) -> str:
@@ -95,8 +105,9 @@ def cleanup() -> None:
                     os.kill(int(entry.name), signal.SIGKILL)
     for ns in [SWITCH, CLIENT_NS, *NODES.values(), *PODS.values()]:
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-    if PIN_DIR.exists():
-        Datapath.remove(PIN_DIR)
+    for pins in (PIN_DIR, PIN_DIR2):
+        if pins.exists():
+            Datapath.remove(pins)
 
 
 def setup() -> list[subprocess.Popen[str]]:
@@ -179,8 +190,8 @@ def kube_proxy_rules() -> str:
     )  # fmt: skip
 
 
-def node1_ifindex() -> int:
-    out = json.loads(sh("ip", "-n", NODES["node1"], "-j", "link", "show", "eth0"))
+def eth0_ifindex(node: str) -> int:
+    out = json.loads(sh("ip", "-n", NODES[node], "-j", "link", "show", "eth0"))
     return int(out[0]["ifindex"])
 
 
@@ -189,6 +200,8 @@ def load_axoneme() -> None:
     hostlb.load(PIN_DIR)
     hostlb.set_node_ip(PIN_DIR, ADDR[NODES["node1"]])
     xdplb.load(PIN_DIR)
+    hostlb.load(PIN_DIR2)
+    hostlb.set_node_ip(PIN_DIR2, ADDR[NODES["node2"]])
     writer = LBWriter.open(PIN_DIR)
     try:
         writer.sync(frontends(), 16381, "node1")
@@ -197,12 +210,21 @@ def load_axoneme() -> None:
 
 
 @contextlib.contextmanager
-def axoneme(xdp: bool) -> Iterator[None]:
-    ifindex = node1_ifindex()
+def axoneme(xdp: bool = False, dsr: bool = False) -> Iterator[None]:
+    ifindex, ifindex2 = eth0_ifindex("node1"), eth0_ifindex("node2")
+    # Each datapath starts without flows: a client port reused from another mode's
+    # run would otherwise follow that mode's NAT entry.
+    for pins in (PIN_DIR, PIN_DIR2):
+        with bpfsys.BpfMap.open_pinned(pins / "axo_lb_nat") as nat:
+            nat.clear()
+    hostlb.set_mode(PIN_DIR, dsr)
     with entered(f"/run/netns/{NODES['node1']}"):
         hostlb.attach(PIN_DIR, ifindex)
         if xdp:
             xdplb.attach(PIN_DIR, ifindex)
+    if dsr:
+        with entered(f"/run/netns/{NODES['node2']}"):
+            hostlb.attach(PIN_DIR2, ifindex2)
     try:
         yield
     finally:
@@ -210,6 +232,10 @@ def axoneme(xdp: bool) -> Iterator[None]:
             xdplb.detach(ifindex)
             hostlb.detach(ifindex)
             libbpf.tc_hook_destroy(ifindex)
+        if dsr:
+            with entered(f"/run/netns/{NODES['node2']}"):
+                hostlb.detach(ifindex2)
+                libbpf.tc_hook_destroy(ifindex2)
 
 
 @contextlib.contextmanager
@@ -227,7 +253,10 @@ def measure(dp: str, scenario: str, conns: int, warm: int) -> list[float]:
     node1 = ADDR[NODES["node1"]]
     if dp == "direct":
         return latency(pod_ip(BACKEND[scenario]), PORT, conns, warm)
-    ctx = axoneme(xdp=dp == "axoneme-xdp") if dp.startswith("axoneme") else kube_proxy(dp)
+    if dp.startswith("axoneme"):
+        ctx = axoneme(xdp=dp == "axoneme-xdp", dsr=dp == "axoneme-dsr")
+    else:
+        ctx = kube_proxy(dp)
     with ctx:
         return latency(node1, NODE_PORTS[scenario], conns, warm)
 
