@@ -5,6 +5,10 @@ and the frontend in an IPv4 option; its node records the frontend, removes
 the option, and the backend's replies leave that node straight to the client
 with the frontend (node1's address and the NodePort) as their source. Node1
 never sees the replies: it holds no reverse entry for the flow.
+
+The lab also runs XDP acceleration, as Cilium is usually deployed with DSR:
+XDP leaves DSR flows to tc (which inserts the option) and still serves
+backends on the dialled node.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from privileged.conftest import lab_config, lab_down_clean
 from privileged.helpers import ax, manifest, namespace, pod_manifest, pods, wait_pods
 from privileged.test_privileged_nodeport_xdp import (
     node_port_service,
+    stats,
     wait_served,
     world_http,
     world_udp,
@@ -41,6 +46,7 @@ def dsr_lab(lab_lock: None) -> Iterator[dict[str, Any]]:
         routing_mode=base.routing_mode,
         host_routing=base.host_routing,
         lb_mode="dsr",
+        nodeport_acceleration="native",
     )
     state = control.up(config)
     try:
@@ -84,6 +90,7 @@ def test_remote_backend_sees_the_client_and_replies_directly(node_ip: dict[str, 
         {**node_port_service("remote", {"pod": "web-2"}, 30480, 30453),
          "metadata": {"name": "remote", "namespace": NS}}))  # fmt: skip
     wait_served(node_ip["node1"], 30480)
+    before = stats("node1")
     for _ in range(10):
         answer = world_http(node_ip["node1"], 30480)
         assert answer["name"] == "web-2", answer
@@ -91,6 +98,10 @@ def test_remote_backend_sees_the_client_and_replies_directly(node_ip: dict[str, 
         assert answer["client"].rsplit(":", 1)[0] == WORLD_IP, answer
     # UDP: the reply's source is the frontend, though node2 sent it.
     assert world_udp(node_ip["node1"], 30453, b"dsr-udp") == (b"dsr-udp", (node_ip["node1"], 30453))
+    after = stats("node1")
+    # Every request packet went to tc for its option; XDP forwarded none of them.
+    assert after.to_tc - before.to_tc >= 10 * 3, (before, after)
+    assert after.forwarded == before.forwarded, (before, after)
     # SNAT would leave node1 a reverse entry keyed by web-2's replies to node1; DSR
     # leaves none there, and node2 one keyed by web-2's replies to the client.
     web2 = socket.inet_aton(pods(NS)["web-2"]["status"]["podIP"])
@@ -109,5 +120,7 @@ def test_local_backend_still_served(node_ip: dict[str, str]) -> None:
         {**node_port_service("local", {"pod": "web-1"}, 30580, 30553),
          "metadata": {"name": "local", "namespace": NS}}))  # fmt: skip
     wait_served(node_ip["node1"], 30580)
+    before = stats("node1")
     answer = world_http(node_ip["node1"], 30580)
     assert (answer["name"], answer["client"].rsplit(":", 1)[0]) == ("web-1", WORLD_IP)
+    assert stats("node1").to_stack > before.to_stack  # translated in XDP
