@@ -27,7 +27,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from axoneme.api.client import AgentAPIError, AgentClient, AgentUnavailableError
 from axoneme.cli.context import AgentRef, CLIError, agents, open_store
@@ -388,26 +388,40 @@ async def run(scenarios: Sequence[Scenario], options: Options, emit: Emit) -> li
 async def run_with_signals(
     scenarios: Sequence[Scenario], options: Options, emit: Emit
 ) -> list[ScenarioResult]:
-    """:func:`run`, with SIGTERM treated as Ctrl-C: cancel, clean up, then stop."""
+    """:func:`run`, stopped by Ctrl-C or SIGTERM: cancel, clean up, then stop.
+
+    The signal is remembered as well as delivered as a cancellation: Python
+    3.11's TaskGroup can swallow a parent's cancellation that races a child's
+    error, and a run that was told to stop must never report success.
+    """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    terminated = False
+    received: list[signal.Signals] = []
 
-    def on_term() -> None:
-        nonlocal terminated
-        terminated = True
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig)
         if task is not None:
             task.cancel()
 
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, on_term)
+    def stopped() -> NoReturn:
+        if received[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        what = "kept (--keep)" if options.keep else "removed"
+        raise CLIError(f"terminated (SIGTERM); namespace {NAMESPACE} {what}") from None
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await run(scenarios, options, emit)
+        results = await run(scenarios, options, emit)
     except asyncio.CancelledError:
-        if terminated:
-            what = "kept (--keep)" if options.keep else "removed"
-            raise CLIError(f"terminated (SIGTERM); namespace {NAMESPACE} {what}") from None
+        if received:
+            stopped()
         raise
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGTERM)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    if received:
+        stopped()
+    return results
