@@ -43,7 +43,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from service_lb import CLIENT, SERVER
+from service_lb import CLIENT, SERVER, in_ns, latency_rows, rows_markdown, sh
 from suite.kubeproxy import Service, ServicePort, restore_input
 
 from axoneme.datapath.linux import bpfsys, hostlb, libbpf, xdplb
@@ -75,14 +75,6 @@ DATAPATHS = [
     "iptables-nft",
     "iptables-legacy",
 ]
-
-
-def sh(*cmd: str, stdin: str | None = None) -> str:
-    return subprocess.run(cmd, input=stdin, capture_output=True, text=True, check=True).stdout
-
-
-def in_ns(ns: str, *cmd: str) -> list[str]:
-    return ["ip", "netns", "exec", ns, *cmd]
 
 
 def pod_ip(node: str) -> str:
@@ -277,28 +269,7 @@ def run(rounds: int, conns: int) -> dict[str, Any]:
                 )
                 samples.setdefault((key, dp, "connect_rr_p99", "us"), []).append(p99)
     xdp_after = xdplb.stats(PIN_DIR)
-    rows = []
-    for (scenario, dp, metric, unit), values in sorted(samples.items()):
-        rows.append(
-            {
-                "scenario": scenario,
-                "datapath": dp,
-                "metric": metric,
-                "median": round(statistics.median(values), 3),
-                "unit": unit,
-                "runs": len(values),
-                "samples": [round(v, 3) for v in values],
-            }
-        )
-    direct = {
-        r["scenario"]: r["median"]
-        for r in rows
-        if r["datapath"] == "direct" and r["metric"] == "connect_rr_p50"
-    }
-    for r in rows:
-        if r["metric"] == "connect_rr_p50" and r["datapath"] != "direct":
-            r["ratio_to_limit"] = round(r["median"] / direct[r["scenario"]], 3)
-            r["limit"] = f"direct / {r['scenario']}"
+    rows = latency_rows(samples)
     served = {k: v - asdict(xdp_before)[k] for k, v in asdict(xdp_after).items()}
     return {
         "rows": rows,
@@ -308,22 +279,12 @@ def run(rounds: int, conns: int) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [
-        "# NodePort from an external client: tc vs XDP vs kube-proxy iptables",
-        "",
+    return rows_markdown(
+        "NodePort from an external client: tc vs XDP vs kube-proxy iptables",
         f"config: {json.dumps(report['config'])}; packets the XDP program handled over the "
         f"run: {json.dumps(report['xdp_packets'])}",
-        "",
-        "| scenario | datapath | metric | median | unit | vs direct |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in report["rows"]:
-        ratio = f"{r['ratio_to_limit']:.3f}x" if "ratio_to_limit" in r else ""
-        lines.append(
-            f"| {r['scenario']} | {r['datapath']} | {r['metric']} | {r['median']} | "
-            f"{r['unit']} | {ratio} |"
-        )
-    return "\n".join(lines) + "\n"
+        report["rows"],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -253,7 +253,14 @@ def run(sizes: list[int], rounds: int, conns: int) -> dict[str, Any]:
                         iptables_flush(dp)
                 add(scenario, dp, "connect_rr_p50", "us", statistics.median(lat))
                 add(scenario, dp, "connect_rr_p99", "us", sorted(lat)[int(len(lat) * 0.99) - 1])
-    rows = []
+    rows = latency_rows(samples)
+    return {"rows": rows, "config": {"sizes": sizes, "rounds": rounds, "connections": conns}}
+
+
+def latency_rows(samples: dict[tuple[str, str, str, str], list[float]]) -> list[dict[str, Any]]:
+    """Rows in the runner's format, medians over rounds, connect_rr_p50 also as a ratio to
+    a direct connection on the same scenario (the issue's 1.05x goal)."""
+    rows: list[dict[str, Any]] = []
     for (scenario, dp, metric, unit), values in sorted(samples.items()):
         rows.append(
             {
@@ -266,7 +273,6 @@ def run(sizes: list[int], rounds: int, conns: int) -> dict[str, Any]:
                 "samples": [round(v, 3) for v in values],
             }
         )
-    # Latency relative to a direct connection in the same round set (the issue's 1.05x goal).
     direct = {
         r["scenario"]: r["median"]
         for r in rows
@@ -276,25 +282,33 @@ def run(sizes: list[int], rounds: int, conns: int) -> dict[str, Any]:
         if r["metric"] == "connect_rr_p50" and r["datapath"] != "direct":
             r["ratio_to_limit"] = round(r["median"] / direct[r["scenario"]], 3)
             r["limit"] = f"direct / {r['scenario']}"
-    return {"rows": rows, "config": {"sizes": sizes, "rounds": rounds, "connections": conns}}
+    return rows
 
 
-def markdown(report: dict[str, Any]) -> str:
+def rows_markdown(title: str, preamble: str, rows: list[dict[str, Any]]) -> str:
     lines = [
-        "# Service load balancing: socket LB vs kube-proxy iptables",
+        f"# {title}",
         "",
-        f"config: {json.dumps(report['config'])}",
+        preamble,
         "",
         "| scenario | datapath | metric | median | unit | vs direct |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for r in report["rows"]:
+    for r in rows:
         ratio = f"{r['ratio_to_limit']:.3f}x" if "ratio_to_limit" in r else ""
         lines.append(
             f"| {r['scenario']} | {r['datapath']} | {r['metric']} | {r['median']} | "
             f"{r['unit']} | {ratio} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    return rows_markdown(
+        "Service load balancing: socket LB vs kube-proxy iptables",
+        f"config: {json.dumps(report['config'])}",
+        report["rows"],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
