@@ -19,9 +19,7 @@ import pytest
 
 from axoneme.api.client import AgentAPIError, AgentClient
 from axoneme.identity.reserved import HEALTH
-from axoneme.lab import control
-from axoneme.lab.topology import LabConfig
-from privileged.conftest import lab_down_clean
+from privileged.conftest import lab_config, started_lab
 from privileged.scrape import scrape, value
 
 LOSS_RULE = [
@@ -32,12 +30,8 @@ LOSS_RULE = [
 
 @pytest.fixture(scope="module")
 def health_lab(lab_lock: None) -> Iterator[dict[str, Any]]:
-    control.down(grace=5.0)
-    state = control.up(LabConfig(nodes=2, health=True))
-    try:
+    with started_lab(lab_config(health=True)) as state:
         yield state
-    finally:
-        lab_down_clean()
     assert not any(Path("/run/netns").glob("axn-*-health")), "health namespaces left"
 
 

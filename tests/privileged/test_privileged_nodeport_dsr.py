@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from axoneme.datapath.linux import bpfsys
-from axoneme.lab import control
-from axoneme.lab.topology import BPF_PIN_ROOT, WORLD_IP, LabConfig
-from privileged.conftest import lab_config, lab_down_clean
-from privileged.helpers import ax, manifest, namespace, pod_manifest, pods, wait_pods
+from axoneme.lab.topology import BPF_PIN_ROOT, WORLD_IP
+from privileged.conftest import lab_config, started_lab
+from privileged.helpers import ax, manifest, pods
 from privileged.test_privileged_nodeport_xdp import (
+    deploy_web,
     node_port_service,
     stats,
     wait_served,
@@ -39,38 +39,13 @@ NS = "dsr-test"
 
 @pytest.fixture(scope="module")
 def dsr_lab(lab_lock: None) -> Iterator[dict[str, Any]]:
-    control.down(grace=5.0)
-    base = lab_config()
-    config = LabConfig(
-        nodes=2,
-        routing_mode=base.routing_mode,
-        host_routing=base.host_routing,
-        lb_mode="dsr",
-        nodeport_acceleration="native",
-    )
-    state = control.up(config)
-    try:
+    with started_lab(lab_config(lb_mode="dsr", nodeport_acceleration="native")) as state:
         yield state
-    finally:
-        lab_down_clean()
 
 
 @pytest.fixture(scope="module")
 def node_ip(dsr_lab: dict[str, Any]) -> dict[str, str]:
-    ax(
-        "apply",
-        "-f",
-        "-",
-        stdin=manifest(
-            namespace(NS),
-            pod_manifest(NS, "web-1", "node1", {"app": "web", "pod": "web-1"},
-                         [(8080, "TCP"), (5353, "UDP")]),
-            pod_manifest(NS, "web-2", "node2", {"app": "web", "pod": "web-2"},
-                         [(8080, "TCP"), (5353, "UDP")]),
-        ),
-    )  # fmt: skip
-    wait_pods(NS, {"web-1", "web-2"})
-    return {n["name"]: n["ip"] for n in dsr_lab["nodes"]}
+    return deploy_web(NS, dsr_lab)
 
 
 def nat_entries(node: str) -> list[bytes]:

@@ -22,9 +22,8 @@ import pytest
 from axoneme.datapath.linux import xdplb
 from axoneme.kit.ethtool import get_gro
 from axoneme.kit.netns import socket_in
-from axoneme.lab import control
-from axoneme.lab.topology import BPF_PIN_ROOT, LAB_NETNS, WORLD_IP, WORLD_NETNS, LabConfig
-from privileged.conftest import lab_config, lab_down_clean
+from axoneme.lab.topology import BPF_PIN_ROOT, LAB_NETNS, WORLD_IP, WORLD_NETNS
+from privileged.conftest import lab_config, started_lab
 from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
 
 pytestmark = [pytest.mark.lab]
@@ -34,37 +33,31 @@ NS = "xdp-test"
 
 @pytest.fixture(scope="module")
 def accelerated_lab(lab_lock: None) -> Iterator[dict[str, Any]]:
-    control.down(grace=5.0)
-    base = lab_config()
-    config = LabConfig(
-        nodes=2,
-        routing_mode=base.routing_mode,
-        host_routing=base.host_routing,
-        nodeport_acceleration="native",
-    )
-    state = control.up(config)
-    try:
+    with started_lab(lab_config(nodeport_acceleration="native")) as state:
         yield state
-    finally:
-        lab_down_clean()
 
 
 @pytest.fixture(scope="module")
 def node_ip(accelerated_lab: dict[str, Any]) -> dict[str, str]:
+    return deploy_web(NS, accelerated_lab)
+
+
+def deploy_web(ns: str, lab: dict[str, Any]) -> dict[str, str]:
+    """web-1 on node1 and web-2 on node2 (HTTP 8080, DNS-like UDP 5353); node IPs by name."""
     ax(
         "apply",
         "-f",
         "-",
         stdin=manifest(
-            namespace(NS),
-            pod_manifest(NS, "web-1", "node1", {"app": "web", "pod": "web-1"},
+            namespace(ns),
+            pod_manifest(ns, "web-1", "node1", {"app": "web", "pod": "web-1"},
                          [(8080, "TCP"), (5353, "UDP")]),
-            pod_manifest(NS, "web-2", "node2", {"app": "web", "pod": "web-2"},
+            pod_manifest(ns, "web-2", "node2", {"app": "web", "pod": "web-2"},
                          [(8080, "TCP"), (5353, "UDP")]),
         ),
     )  # fmt: skip
-    wait_pods(NS, {"web-1", "web-2"})
-    return {n["name"]: n["ip"] for n in accelerated_lab["nodes"]}
+    wait_pods(ns, {"web-1", "web-2"})
+    return {n["name"]: n["ip"] for n in lab["nodes"]}
 
 
 def node_port_service(name: str, selector: dict[str, str], http: int, dns: int) -> dict[str, Any]:

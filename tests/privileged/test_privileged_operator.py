@@ -20,7 +20,7 @@ from axoneme.operator.election import leader_of
 from axoneme.operator.main import ELECTION_NAME
 from axoneme.store.etcd import EtcdStore
 from axoneme.store.types import Key, Store
-from privileged.conftest import lab_down_clean
+from privileged.conftest import lab_config, started_lab
 from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -59,12 +59,8 @@ def ipcache(node: str) -> str:
 
 @pytest.fixture(scope="module")
 def lab3(lab_lock: None) -> Iterator[dict[str, Any]]:
-    control.down(grace=5.0)
-    state = control.up(LabConfig(nodes=3))
-    try:
+    with started_lab(lab_config(nodes=3)) as state:
         yield state
-    finally:
-        lab_down_clean()
 
 
 def test_leader_killed_standby_takes_over_within_bound(lab3: dict[str, Any]) -> None:

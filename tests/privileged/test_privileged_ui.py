@@ -18,10 +18,8 @@ from typing import Any
 
 import pytest
 
-from axoneme.lab import control
-from axoneme.lab.topology import LabConfig
 from privileged.cdp import Browser
-from privileged.conftest import lab_down_clean
+from privileged.conftest import lab_config, started_lab
 from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
 from privileged.scrape import scrape, value
 
@@ -48,9 +46,7 @@ LOSS_RULE = [
 
 @pytest.fixture(scope="module")
 def ui_lab(lab_lock: None) -> Iterator[dict[str, Any]]:
-    control.down(grace=5.0)
-    state = control.up(LabConfig(nodes=2, health=True))
-    try:
+    with started_lab(lab_config(health=True)) as state:
         ax(
             "apply",
             "-f",
@@ -64,8 +60,6 @@ def ui_lab(lab_lock: None) -> Iterator[dict[str, Any]]:
         )
         wait_pods(NS, {"web", "client", "other"})
         yield state
-    finally:
-        lab_down_clean()
 
 
 @pytest.fixture
