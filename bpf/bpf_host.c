@@ -37,6 +37,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "axoneme.h"
 #include "lib/nodeport.h"
 
 struct pkt {
@@ -45,7 +46,20 @@ struct pkt {
 	__u32 l4;	/* offset of the L4 header */
 	__u32 csum_off; /* offset of the L4 checksum */
 	__u32 csum_flags;
+	__u32 has_l4;	/* 0 for a non-first fragment: no ports or L4 checksum in it */
 };
+
+/* Ports of fragmented datagrams crossing the node's device, by their first
+ * fragment (as lib/frag.h does for pods): later fragments get the translation
+ * of their datagram's flow, addresses only. Without it a 4K UDP datagram to a
+ * NodePort would lose every fragment but the first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ipv4_frag_key);
+	__type(value, struct ipv4_frag_ports);
+	__uint(max_entries, FRAG_MAP_SIZE);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} axo_lb_frag SEC(".maps");
 
 static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 {
@@ -58,22 +72,42 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return -1;
 	ip = (void *)(eth + 1);
+	struct ipv4_frag_key fkey = {};
+
 	if ((void *)(ip + 1) > end || ip->ihl != 5)
-		return -1;
-	if (ip->frag_off & bpf_htons(0x3fff)) /* fragments: no ports to match */
 		return -1;
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return -1;
-	ports = (void *)(ip + 1);
-	if ((void *)(ports + 2) > end)
-		return -1;
 	p->t.saddr = ip->saddr;
 	p->t.daddr = ip->daddr;
-	p->t.sport = ports[0];
-	p->t.dport = ports[1];
 	p->t.proto = ip->protocol;
 	p->l3 = sizeof(*eth);
 	p->l4 = sizeof(*eth) + sizeof(*ip);
+	fkey.saddr = ip->saddr;
+	fkey.daddr = ip->daddr;
+	fkey.id = ip->id;
+	fkey.proto = ip->protocol;
+	if (ip->frag_off & bpf_htons(0x1fff)) { /* a later fragment: its first's ports */
+		const struct ipv4_frag_ports *seen = bpf_map_lookup_elem(&axo_lb_frag, &fkey);
+
+		if (!seen)
+			return -1;
+		p->t.sport = seen->sport;
+		p->t.dport = seen->dport;
+		p->has_l4 = 0;
+		return 0;
+	}
+	ports = (void *)(ip + 1);
+	if ((void *)(ports + 2) > end)
+		return -1;
+	p->t.sport = ports[0];
+	p->t.dport = ports[1];
+	p->has_l4 = 1;
+	if (ip->frag_off & bpf_htons(0x2000)) { /* the first fragment (more follow) */
+		struct ipv4_frag_ports v = {.sport = ports[0], .dport = ports[1]};
+
+		bpf_map_update_elem(&axo_lb_frag, &fkey, &v, BPF_ANY);
+	}
 	if (ip->protocol == IPPROTO_TCP) {
 		p->csum_off = p->l4 + offsetof(struct tcphdr, check);
 		p->csum_flags = 0;
@@ -89,8 +123,9 @@ static __always_inline int set_addr(struct __sk_buff *skb, const struct pkt *p, 
 {
 	if (old == new)
 		return 0;
-	if (bpf_l4_csum_replace(skb, p->csum_off, old, new,
-				BPF_F_PSEUDO_HDR | p->csum_flags | sizeof(new)) ||
+	/* The L4 checksum (in the first fragment) also covers the addresses. */
+	if ((p->has_l4 && bpf_l4_csum_replace(skb, p->csum_off, old, new,
+					      BPF_F_PSEUDO_HDR | p->csum_flags | sizeof(new))) ||
 	    bpf_l3_csum_replace(skb, p->l3 + offsetof(struct iphdr, check), old, new, sizeof(new)))
 		return -1;
 	return bpf_skb_store_bytes(skb, p->l3 + off, &new, sizeof(new), 0);
@@ -99,7 +134,7 @@ static __always_inline int set_addr(struct __sk_buff *skb, const struct pkt *p, 
 static __always_inline int set_port(struct __sk_buff *skb, const struct pkt *p, __u32 off,
 				    __u16 old, __u16 new)
 {
-	if (old == new)
+	if (old == new || !p->has_l4)
 		return 0;
 	if (bpf_l4_csum_replace(skb, p->csum_off, old, new, p->csum_flags | sizeof(new)))
 		return -1;

@@ -488,6 +488,18 @@ def test_node_port_from_outside_snat_and_local(pods: dict[str, dict[str, Any]]) 
     u.sendto(b"np-udp", (node_ip["node2"], 30053))
     assert u.recvfrom(100) == (b"np-udp", (node_ip["node2"], 30053))
     u.close()
+    # 4 KB datagrams travel as IPv4 fragments both ways: later fragments carry no
+    # ports and must still follow their first to the same backend, and back.
+    big = bytes(range(256)) * 16
+    for i in range(8):  # a new source port each time: backends on both nodes
+        u = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, socket.SOCK_DGRAM)
+        u.setblocking(True)
+        u.settimeout(2)
+        try:
+            u.sendto(big[:-1] + bytes([i]), (node_ip["node1"], 30053))
+            assert u.recvfrom(8192) == (big[:-1] + bytes([i]), (node_ip["node1"], 30053))
+        finally:
+            u.close()
 
 
 @pytest.mark.parametrize(
