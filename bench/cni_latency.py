@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import guarded_run, pids_marked
+from common import commit_of_tree, guarded_run, pids_marked
 
 from axoneme.api.client import AgentAPIError, AgentClient, AgentUnavailableError
 from axoneme.cni.install import write_launcher
@@ -658,14 +658,9 @@ def machine_info() -> dict[str, Any]:
     )
     if dpkg.returncode == 0:
         info["containernetworking_plugins"] = dpkg.stdout.strip()
-    rev = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if rev.returncode == 0:
-        info["axoneme_commit"] = rev.stdout.strip()
+    commit = commit_of_tree()
+    if commit is not None:
+        info["axoneme_commit"] = commit
     return info
 
 

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from axoneme.kit.procs import pids_marked
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def commit_of_tree() -> str | None:
+    """The short commit the benchmarks run from, for the report (None outside git)."""
+    rev = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return rev.stdout.strip() if rev.returncode == 0 else None
+
 
 __all__ = ["guarded_run", "pids_marked", "signals_ignored"]
 

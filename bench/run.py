@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from common import guarded_run, pids_marked
+from common import commit_of_tree, guarded_run, pids_marked
 from suite import identity, labnet, markdown, matrix, plainnet, scripts
 from suite.flows import DATAPATHS
 from suite.qperf import TESTS
@@ -263,14 +263,9 @@ def machine_info() -> dict[str, Any]:
                 info["os"] = line.split("=", 1)[1].strip('"')
     except (OSError, ValueError, IndexError):
         pass
-    rev = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if rev.returncode == 0:
-        info["axoneme_commit"] = rev.stdout.strip()
+    commit = commit_of_tree()
+    if commit is not None:
+        info["axoneme_commit"] = commit
     # The tree is shared while others work: say whether it matched the commit.
     dirty = subprocess.run(
         ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
