@@ -60,6 +60,8 @@ def test_one_leader_and_takeover_within_ttl_plus_retry_when_it_dies() -> None:
         await asyncio.gather(ta, return_exceptions=True)
         took = await _wait(b.leading.is_set, ttl + retry + 1.0)
         assert took <= ttl + retry + 0.5, took
+        # The work task starts on the loop's next turn after the term is won.
+        await _wait(lambda: len(working) > 1, 0.5)
         assert working == ["a", "b"]
         assert await leader_of(store, "op") == "b"
         # A graceful stop hands over at once.
