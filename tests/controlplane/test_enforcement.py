@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from axoneme.agent.enforcement import Enforcement
+from axoneme.agent.nodelease import node_entry
 from axoneme.datapath.fake import FakeDatapath, FakeDriver
+from axoneme.datapath.types import IPCacheEntry
 from axoneme.endpoint.manager import EndpointManager, PodInfo
-from axoneme.identity.reserved import HOST, REMOTE_NODE
+from axoneme.identity.reserved import HEALTH, HOST, REMOTE_NODE
 from axoneme.k8s.apply import new_object
 from axoneme.k8s.objects import parse_namespace, parse_pod
 from axoneme.policy.mapstate import DIR_INGRESS, FLAG_INGRESS_ENFORCED
 from axoneme.store.memory import MemoryStore
-from axoneme.store.types import Key
+from axoneme.store.types import Key, WatchEvent
 
 NODE = "node1"
 
@@ -189,5 +191,44 @@ def test_removed_endpoint_releases_its_identity_reference(tmp_path: Path) -> Non
         await c.enf.endpoint_removed(ep)
         assert sum(c.enf.allocator.refcounts().values()) == 0
         assert (await c.store.list("CiliumEndpoint")).items == []
+
+    asyncio.run(run())
+
+
+def test_node_entries_give_health_endpoints_the_health_identity(tmp_path: Path) -> None:
+    async def run() -> None:
+        c = Cluster(tmp_path)
+        await c.start()
+        for name, ip, cidr, health in (
+            ("node1", "172.30.0.11", "10.42.1.0/24", "10.42.1.9"),
+            ("node2", "172.30.0.12", "10.42.2.0/24", "10.42.2.9"),
+        ):
+            await c.store.put(node_entry(name, ip, [cidr], 15, health))
+        await c.catch_up()
+        assert c.datapath.ipcache["10.42.2.9/32"] == IPCacheEntry(HEALTH, "172.30.0.12")
+        assert c.datapath.ipcache["10.42.1.9/32"] == IPCacheEntry(HEALTH, "0.0.0.0")  # ours
+
+        # An update naming an address outside the node's pod CIDR (a pod of node1's)
+        # is ignored: the last valid entry stays.
+        bad = node_entry("node2", "172.30.0.12", ["10.42.2.0/24"], 15, "10.42.1.50")
+        await c.enf.on_event(WatchEvent("MODIFIED", bad, c.enf.seen_revision + 1))
+        await c.enf.regenerate()
+        assert "10.42.1.50/32" not in c.datapath.ipcache
+        assert c.datapath.ipcache["10.42.2.9/32"].identity == HEALTH
+
+        # Health checking turned off on node2, then back on, then node2 gone.
+        await c.store.put(node_entry("node2", "172.30.0.12", ["10.42.2.0/24"], 15))
+        await c.catch_up()
+        assert "10.42.2.9/32" not in c.datapath.ipcache
+        back = node_entry("node2", "172.30.0.12", ["10.42.2.0/24"], 15, "10.42.2.9")
+        written = await c.store.put(back)
+        await c.enf.on_event(WatchEvent("MODIFIED", written, c.enf.seen_revision + 1))
+        await c.enf.regenerate()
+        assert c.datapath.ipcache["10.42.2.9/32"].identity == HEALTH
+        await c.store.delete(Key("ClusterNode", "", "node2"))
+        await c.enf.on_event(WatchEvent("DELETED", written, c.enf.seen_revision + 1))
+        await c.enf.regenerate()
+        assert "10.42.2.9/32" not in c.datapath.ipcache
+        assert c.datapath.ipcache["10.42.1.9/32"].identity == HEALTH
 
     asyncio.run(run())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from axoneme.agent.nodelease import node_entry
 from axoneme.cli.resources import kind_of, render
 
 
@@ -28,7 +29,10 @@ def test_clusternode_table_and_aliases() -> None:
         "metadata": {"name": "node2"},
         "spec": {"addresses": [{"type": "InternalIP", "ip": "172.30.0.12"}], "podCIDRs": []},
     }
-    lines = render("ClusterNode", [item], "", False).splitlines()
-    assert lines[1].split() == ["node2", "172.30.0.12"]
+    healthy = node_entry("node1", "172.30.0.11", ["10.42.1.0/24"], 15, "10.42.1.9")
+    lines = render("ClusterNode", [item, healthy], "", False).splitlines()
+    assert lines[0].split() == ["NAME", "INTERNAL-IP", "POD-CIDRS", "HEALTH-IP"]
+    assert lines[1].split() == ["node2", "172.30.0.12", "<none>", "<none>"]
+    assert lines[2].split() == ["node1", "172.30.0.11", "10.42.1.0/24", "10.42.1.9"]
     assert kind_of("cn") == "CiliumNode" and kind_of("ippools") == "CiliumPodIPPool"
     assert kind_of("clusternodes") == "ClusterNode" and kind_of("cep") == "CiliumEndpoint"

@@ -14,7 +14,7 @@ from axoneme.identity.endpoints import (
     endpoint_object,
     parse_endpoint,
 )
-from axoneme.identity.reserved import HOST, REMOTE_NODE, NumericIdentity
+from axoneme.identity.reserved import HEALTH, HOST, REMOTE_NODE, NumericIdentity
 from axoneme.ipcache.model import (
     EndpointIP,
     IPCacheEntry,
@@ -86,6 +86,32 @@ def test_precedence_when_prefixes_collide() -> None:
     assert table["192.168.0.2/32"].identity == REMOTE_NODE
     assert table["10.0.1.1/32"].identity == HOST
     assert table["10.9.9.9/32"] == IPCacheEntry(500, "192.168.0.2", "custom-resource")
+
+
+def test_health_endpoints_are_health_on_every_node() -> None:
+    nodes = [
+        NodeAddresses("n1", "192.168.0.1", "10.0.1.1", "10.0.1.9"),
+        NodeAddresses("n2", "192.168.0.2", "10.0.2.1", "10.0.2.9"),
+        NodeAddresses("n3", "192.168.0.3"),  # health checking off there
+    ]
+    endpoints = [
+        EndpointIP("10.0.1.9", HEALTH, "192.168.0.1"),  # our own, from the endpoint manager
+        EndpointIP("10.0.2.9", 300, "192.168.0.2"),  # a stale CiliumEndpoint for that address
+    ]
+    table = desired_ipcache(endpoints, nodes, "n1", {})
+    assert table["10.0.1.9/32"] == IPCacheEntry(HEALTH, None, "custom-resource")
+    # Remote: tunnelled to its node, and the node's word beats the stale record.
+    assert table["10.0.2.9/32"] == IPCacheEntry(HEALTH, "192.168.0.2", "custom-resource")
+    assert [p for p, e in table.items() if e.identity == HEALTH] == ["10.0.1.9/32", "10.0.2.9/32"]
+    seen_from_n2 = desired_ipcache([], nodes, "n2", {})
+    assert seen_from_n2["10.0.1.9/32"] == IPCacheEntry(HEALTH, "192.168.0.1", "custom-resource")
+    assert seen_from_n2["10.0.2.9/32"] == IPCacheEntry(HEALTH, None, "custom-resource")
+    # A health address never takes over a node's own address.
+    clash = [
+        NodeAddresses("n1", "192.168.0.1"),
+        NodeAddresses("n2", "192.168.0.2", None, "192.168.0.1"),
+    ]
+    assert desired_ipcache([], clash, "n2", {})["192.168.0.1/32"].identity == REMOTE_NODE
 
 
 def test_world_is_implicit_and_unknown_self_node_is_fine() -> None:

@@ -197,6 +197,8 @@ class AgentContext:
     enforcement: Enforcement
     hub: EventHub
     service: AgentService
+    # What components add to this node's entry; nodelease writes it.
+    node_entry: nodelease.NodeEntry = dataclasses.field(default_factory=nodelease.NodeEntry)
 
 
 Component = Callable[[AgentContext], Coroutine[Any, Any, None]]

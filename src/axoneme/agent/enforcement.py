@@ -32,6 +32,7 @@ from axoneme.identity.endpoints import (
 )
 from axoneme.identity.reserved import HOST, INIT
 from axoneme.ipcache import model as ipcache_model
+from axoneme.k8s.clusternode import ClusterNode, parse_cluster_node
 from axoneme.k8s.errors import ValidationError
 from axoneme.k8s.objects import Namespace, Node, Pod, parse_namespace, parse_node, parse_pod
 from axoneme.k8s.service import EndpointSlice, Service, parse_endpointslice, parse_service
@@ -103,6 +104,30 @@ def router_ip(node: Node) -> str | None:
     return str(ipaddress.ip_network(node.pod_cidrs[0]).network_address + 1)
 
 
+def node_addresses(
+    nodes: Iterable[Node],
+    entries: Mapping[str, ClusterNode],
+    self_node: str,
+    own_router_ip: str | None,
+) -> list[ipcache_model.NodeAddresses]:
+    """The ipcache's view of every Node, with the health endpoint its live entry names.
+
+    A health address comes only from the entry of a node that is also a Node:
+    an agent's entry alone does not make it part of the cluster."""
+    out = []
+    for node in nodes:
+        entry = entries.get(node.name)
+        health = entry.health_ipv4 if entry is not None else ""
+        out.append(
+            ipcache_model.NodeAddresses(
+                node.name, node.internal_ip, router_ip(node), health or None
+            )
+        )
+    if not any(node.name == self_node for node in out):
+        out.append(ipcache_model.NodeAddresses(self_node, "", own_router_ip))
+    return out
+
+
 WHOLE_LINE = ((0, 0xFFFFFF),)
 
 
@@ -158,6 +183,8 @@ class Enforcement:
         self.namespaces: dict[str, Namespace] = {}
         self.ceps: dict[tuple[str, str], EndpointRecord] = {}
         self.nodes: dict[str, Node] = {}
+        # Live agents' node entries: each names its node's health endpoint.
+        self.cluster_nodes: dict[str, ClusterNode] = {}
         self.policies: dict[tuple[str, str, str], tuple[Policy, ...]] = {}
         # Services and their slices: toServices peers expand to their backends.
         self.services: dict[tuple[str, str], Service] = {}
@@ -188,6 +215,7 @@ class Enforcement:
         for obj in listing.items:
             by_kind.setdefault(str(obj.get("kind")), []).append(obj)
         self.pods, self.namespaces, self.ceps, self.nodes = {}, {}, {}, {}
+        self.cluster_nodes = {}
         self.policies, self.policy_errors = {}, {}
         self.services, self.slices = {}, {}
         for obj in listing.items:
@@ -229,6 +257,8 @@ class Enforcement:
                 self._put(self.namespaces, key[1], None if deleted else parse_namespace(obj))
             elif kind == "Node":
                 self._put(self.nodes, key[1], None if deleted else parse_node(obj))
+            elif kind == "ClusterNode":
+                self._put(self.cluster_nodes, key[1], None if deleted else parse_cluster_node(obj))
             elif kind == "CiliumEndpoint":
                 self._put(self.ceps, key, None if deleted else parse_endpoint(obj))
             elif kind == "Service":
@@ -398,12 +428,9 @@ class Enforcement:
             for ep in self._manager.endpoints()
             if ep.identity is not None
         ]
-        nodes = [
-            ipcache_model.NodeAddresses(n.name, n.internal_ip, router_ip(n))
-            for n in self.nodes.values()
-        ]
-        if self.node not in self.nodes:
-            nodes.append(ipcache_model.NodeAddresses(self.node, "", self._manager.router_ip))
+        nodes = node_addresses(
+            self.nodes.values(), self.cluster_nodes, self.node, self._manager.router_ip
+        )
         table = ipcache_model.desired_ipcache(
             endpoints, nodes, self.node, {p: int(i) for p, i in self.cidr.prefixes().items()}
         )

@@ -7,8 +7,10 @@ re-created at every agent start and removed on stop. Both it and the node
 answer ICMP (the kernel) and HTTP on port 4240.
 
 Like Cilium's, it is not a pod, so it has no CiliumEndpoint (the operator
-would collect one without a pod). Other nodes learn its address from the
-node's own ``/hello`` answer, and accept it only inside that node's pod CIDR.
+would collect one without a pod). Its address goes into the node's entry
+instead (CiliumNode's ``spec.health.ipv4``), from which every agent maps it to
+``health`` in its ipcache. The checker learns it from the node's own
+``/hello`` answer, and accepts it only inside that node's pod CIDR.
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ async def run(ctx: AgentContext) -> None:
         await ctx.enforcement.synced.wait()
         ep = await _endpoint_until_created(ctx, cfg.netns)
         log.info("health endpoint %d at %s in netns %s", ep.id, ep.ipv4, cfg.netns)
+        ctx.node_entry.set_health(ep.ipv4)
         sock = await asyncio.to_thread(
             socket_in, netns_path(cfg.netns), socket.AF_INET, socket.SOCK_STREAM
         )
@@ -148,6 +151,7 @@ async def run(ctx: AgentContext) -> None:
         runners.append(await serve(node_app, _listener(node_sock)))
         await checker.run(lambda: list(health_targets(ctx.enforcement.nodes.values(), learned)))
     finally:
+        ctx.node_entry.set_health("")
         ctx.service.health = None
         if collector is not None:
             REGISTRY.unregister(collector)

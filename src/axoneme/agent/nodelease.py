@@ -6,14 +6,21 @@ its ``ClusterNode`` entry, and then holds a lease for all of them
 (``store.leased.keep_lease``). If the agent dies, every other node sees its
 entries expire after the TTL; if the store goes away, nothing changes here
 until it returns, then the lease is renewed or the entries are rewritten.
+
+The entry carries the health endpoint's address while the health component
+has one (``NodeEntry.set_health``); this module is the entry's only writer,
+so a change made before the first write is never lost to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from axoneme.k8s.clusternode import API_VERSION
 from axoneme.k8s.objects import parse_node
 from axoneme.store.leased import LeasedStore, keep_lease
 from axoneme.store.types import Key, Resource, Store, StoreError
@@ -32,17 +39,36 @@ def node_owned(obj: Resource) -> bool:
     return obj.get("kind") in OWNED_KINDS
 
 
-def node_entry(node: str, ip: str, pod_cidrs: list[str], ttl: int) -> Resource:
+def node_entry(
+    node: str, ip: str, pod_cidrs: list[str], ttl: int, health_ipv4: str = ""
+) -> Resource:
+    spec: dict[str, Any] = {
+        "addresses": [{"type": "InternalIP", "ip": ip}] if ip else [],
+        "podCIDRs": pod_cidrs,
+        "leaseTTLSeconds": ttl,
+    }
+    if health_ipv4:
+        spec["health"] = {"ipv4": health_ipv4}  # CiliumNode's spec.health.ipv4
     return {
-        "apiVersion": "axoneme.io/v1",
+        "apiVersion": API_VERSION,
         "kind": NODE_ENTRY_KIND,
         "metadata": {"name": node},
-        "spec": {
-            "addresses": [{"type": "InternalIP", "ip": ip}] if ip else [],
-            "podCIDRs": pod_cidrs,
-            "leaseTTLSeconds": ttl,
-        },
+        "spec": spec,
     }
+
+
+class NodeEntry:
+    """What the agent's components add to this node's entry (only the health address)."""
+
+    def __init__(self) -> None:
+        self.health_ipv4 = ""
+        self.changed = asyncio.Event()
+
+    def set_health(self, ipv4: str) -> None:
+        """Publish (or with "" withdraw) the health endpoint's address."""
+        if ipv4 != self.health_ipv4:
+            self.health_ipv4 = ipv4
+            self.changed.set()
 
 
 def own_endpoint(cep: Resource, addresses: dict[tuple[str, str], str]) -> bool:
@@ -87,7 +113,30 @@ async def run(ctx: AgentContext) -> None:
     adopted = await adopt(store, addresses)
     raw = await _retry("reading the Node", lambda: store.get(Key("Node", "", config.node)))
     ip = parse_node(raw).internal_ip if raw else ""
-    store.remember(node_entry(config.node, ip, [ctx.service.pod_cidr], config.lease_ttl))
+    wanted = ctx.node_entry
+
+    def entry() -> Resource:
+        return node_entry(
+            config.node, ip, [ctx.service.pod_cidr], config.lease_ttl, wanted.health_ipv4
+        )
+
+    wanted.changed.clear()
+    store.remember(entry())  # written by keep_lease under the lease it grants
     log.info("node lease: %d restored endpoint(s) adopted, ttl %ds", adopted, config.lease_ttl)
     ctx.service.node_lease = lambda: store.report(config.lease_ttl)
-    await keep_lease(store, config.lease_ttl)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(keep_lease(store, config.lease_ttl), name="node-lease")
+        tg.create_task(publish_changes(store, wanted, entry), name="node-entry")
+
+
+async def publish_changes(
+    store: LeasedStore, wanted: NodeEntry, entry: Callable[[], Resource]
+) -> None:
+    """Write the entry again whenever a component changes what it carries."""
+    while True:
+        await wanted.changed.wait()
+        wanted.changed.clear()
+        current = entry()
+        store.remember(current)  # a lease lost meanwhile rewrites this version
+        await _retry("writing the node entry", functools.partial(store.put, current))
+        log.info("node entry: health endpoint %s", wanted.health_ipv4 or "withdrawn")

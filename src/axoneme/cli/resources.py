@@ -285,8 +285,9 @@ def _node_ipam_table(kind: str, items: list[dict[str, Any]]) -> str:
         spec = n.get("spec", {})
         ips = [a.get("ip", "") for a in spec.get("addresses", []) if isinstance(a, dict)]
         if kind == "ClusterNode":
-            cidrs = spec.get("podCIDRs", [])
-            rows.append([n["metadata"]["name"], ",".join(ips) or "<none>", ",".join(cidrs)])
+            cidrs = ",".join(spec.get("podCIDRs", [])) or "<none>"
+            health = (spec.get("health") or {}).get("ipv4") or "<none>"
+            rows.append([n["metadata"]["name"], ",".join(ips) or "<none>", cidrs, health])
             continue
         ipam = spec.get("ipam", {})
         pools = [
@@ -305,5 +306,5 @@ def _node_ipam_table(kind: str, items: list[dict[str, Any]]) -> str:
             ]
         )
     if kind == "ClusterNode":
-        return table(["NAME", "INTERNAL-IP", "POD-CIDRS"], rows)
+        return table(["NAME", "INTERNAL-IP", "POD-CIDRS", "HEALTH-IP"], rows)
     return table(["NAME", "INTERNAL-IP", "POD-CIDRS", "POOLS", "IPAM-ERROR"], rows)

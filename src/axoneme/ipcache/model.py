@@ -5,6 +5,9 @@ Entries, keyed by normalized prefix (``10.0.1.5/32``):
 * this node's addresses (internal IP, router IP) → ``host`` (1), source ``local``;
 * every other node's addresses → ``remote-node`` (6), source ``k8s``; its
   router IP tunnels to its internal IP;
+* every node's health endpoint (its node entry's ``spec.health.ipv4``) →
+  ``health`` (4), source ``custom-resource``, tunnelling to that node's
+  internal IP (none for this node's own);
 * every endpoint in the cluster → its identity, source ``custom-resource``
   (CiliumEndpoint); ``tunnel_ip`` = the IP of the node hosting it, or None
   when that is this node (local endpoints are never tunnelled);
@@ -24,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from axoneme.identity.reserved import HOST, REMOTE_NODE
+from axoneme.identity.reserved import HEALTH, HOST, REMOTE_NODE
 
 Source = Literal["local", "k8s", "custom-resource", "generated"]
 
@@ -48,6 +51,7 @@ class NodeAddresses(NamedTuple):
     name: str
     internal_ip: str
     router_ip: str | None = None
+    health_ip: str | None = None  # its health endpoint, when health checking is on
 
 
 def host_prefix(ip: str) -> str:
@@ -83,6 +87,13 @@ def desired_ipcache(
         if node.router_ip:
             tunnel = node.internal_ip or None
             put(host_prefix(node.router_ip), IPCacheEntry(REMOTE_NODE, tunnel, "k8s"))
+    # Before endpoints: the node itself says which of its addresses is its health
+    # endpoint, which outranks a stale CiliumEndpoint that still names that IP.
+    for node in sorted(node_list, key=lambda n: (n.name, n.internal_ip)):
+        if node.health_ip:
+            local = node.name == self_node
+            tunnel = None if local else node.internal_ip or None
+            put(host_prefix(node.health_ip), IPCacheEntry(HEALTH, tunnel, "custom-resource"))
 
     def is_local(ep: EndpointIP) -> bool:
         return bool(ep.node_ip) and str(ipaddress.ip_address(ep.node_ip)) in self_ips
