@@ -25,6 +25,13 @@
  * (dsr_restore, first thing in from_netdev) records the frontend for the
  * replies, which to_netdev there translates on their way straight to the client.
  *
+ * A packet to a frontend without a usable backend (none at all, or none on
+ * this node under externalTrafficPolicy: Local) is a drop event
+ * (SERVICE_BACKEND_NOT_FOUND); a TCP SYN or UDP datagram is first answered with
+ * an ICMP port unreachable from the frontend's address (reject_no_backend), as
+ * Cilium's --service-no-backend-response reject does, so the client fails at
+ * once instead of timing out. XDP passes such packets here in reject mode.
+ *
  * Everything else passes untouched (TC_ACT_OK).
  */
 #include <linux/bpf.h>
@@ -264,6 +271,85 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct pkt *p,
 	return TC_ACT_OK;
 }
 
+/* The ICMP error after the Ethernet header: the offending datagram's IP header
+ * and first 8 bytes of data are quoted, as RFC 792 asks. 56 bytes. */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_PORT_UNREACH 3
+/* linux/icmp.h pulls in libc's socket headers, which a BPF build lacks. */
+struct icmp_unreach {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__u32 unused; /* zero for port unreachable */
+};
+
+struct icmp_reply {
+	struct iphdr ip;
+	struct icmp_unreach icmp;
+	__u8 quoted[sizeof(struct iphdr) + 8];
+};
+
+static __always_inline __u16 csum_fold(__s64 sum)
+{
+	__u32 s = (__u32)sum;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
+/* Turn the packet into an ICMP port unreachable from the frontend the client
+ * dialled back to the client, and send it out of the device it came in by
+ * (MACs swapped: the previous hop is the way back). -1 if it cannot be built. */
+static __always_inline int reject_no_backend(struct __sk_buff *skb, const struct pkt *p)
+{
+	struct icmp_reply r = {};
+	__u8 mac[2 * ETH_ALEN];
+	__s64 sum;
+
+	if (bpf_skb_load_bytes(skb, 0, mac, sizeof(mac)) ||
+	    bpf_skb_load_bytes(skb, p->l3, r.quoted, sizeof(r.quoted)))
+		return -1;
+	r.icmp.type = ICMP_DEST_UNREACH;
+	r.icmp.code = ICMP_PORT_UNREACH;
+	sum = bpf_csum_diff(0, 0, (__be32 *)&r.icmp, sizeof(r.icmp) + sizeof(r.quoted), 0);
+	if (sum < 0)
+		return -1;
+	r.icmp.checksum = csum_fold(sum);
+	r.ip.version = 4;
+	r.ip.ihl = 5;
+	r.ip.tot_len = bpf_htons(sizeof(r));
+	r.ip.ttl = 64; /* IPDEFTTL: a fresh datagram, as the kernel's own errors */
+	r.ip.protocol = IPPROTO_ICMP;
+	r.ip.saddr = p->t.daddr;
+	r.ip.daddr = p->t.saddr;
+	sum = bpf_csum_diff(0, 0, (__be32 *)&r.ip, sizeof(r.ip), 0);
+	if (sum < 0)
+		return -1;
+	r.ip.check = csum_fold(sum);
+	/* Trim (or pad) to the reply's size, then overwrite everything. */
+	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(r), 0) ||
+	    bpf_skb_store_bytes(skb, 0, mac + ETH_ALEN, ETH_ALEN, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_ALEN, mac, ETH_ALEN, 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN, &r, sizeof(r), 0))
+		return -1;
+	return 0;
+}
+
+/* A packet to a frontend without a usable backend: a drop event, and the ICMP
+ * answer when it deserves one. */
+static __always_inline int no_backend(struct __sk_buff *skb, const struct pkt *p)
+{
+	__u8 flags = 0;
+
+	if (p->has_l4 && p->t.proto == IPPROTO_TCP)
+		bpf_skb_load_bytes(skb, p->l4 + 13, &flags, 1); /* tcphdr byte 13: the flags */
+	nodeport_no_backend_event(&p->t, flags, skb->ifindex, skb->len);
+	if (!p->has_l4 || !nodeport_rejects(&p->t, flags) || reject_no_backend(skb, p))
+		return TC_ACT_SHOT;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
 /* A new flow to a frontend: choose a backend, write both NAT entries. */
 static __always_inline int new_flow(struct __sk_buff *skb, const struct pkt *p)
 {
@@ -273,7 +359,9 @@ static __always_inline int new_flow(struct __sk_buff *skb, const struct pkt *p)
 
 	if (!ret)
 		return TC_ACT_OK;
-	if (ret < 0 || !be || nodeport_commit(&p->t, be, &fwd))
+	if (ret < 0 || !be)
+		return no_backend(skb, p);
+	if (nodeport_commit(&p->t, be, &fwd))
 		return TC_ACT_SHOT;
 	return rewrite(skb, p, &fwd);
 }

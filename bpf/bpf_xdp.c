@@ -12,7 +12,12 @@
  *     the stack, which delivers it to the pod (policy and all);
  *   what XDP cannot serve (no neighbour entry yet, IP options, fragments,
  *     DSR flows, whose IP option tc inserts): passed untranslated, and tc
- *     does the whole job.
+ *     does the whole job;
+ *   a packet to a frontend without a usable backend: dropped here with its
+ *     drop event under --service-no-backend-response drop; otherwise passed to
+ *     tc, which answers it with ICMP (bpf_host.c). Building the error needs
+ *     the packet resized and sent back, which tc already does; doing it here
+ *     too would double that code for one packet per refused connection.
  *
  * axo_xdp_stats counts each outcome per CPU, so tests and `status` can tell
  * that XDP served the packets.
@@ -31,7 +36,7 @@
 #define XDP_STAT_FORWARDED 0 /* translated and sent out in XDP */
 #define XDP_STAT_TO_STACK 1  /* translated (local backend), then XDP_PASS */
 #define XDP_STAT_TO_TC 2     /* a service packet left to tc */
-#define XDP_STAT_DROPPED 3   /* no backend */
+#define XDP_STAT_DROPPED 3   /* no backend, in drop mode (reject mode: to tc) */
 #define XDP_STAT_MAX 4
 
 struct {
@@ -73,6 +78,7 @@ struct xpkt {
 	struct iphdr *ip;
 	__u16 *ports;
 	__u16 *l4sum; /* 0: a UDP datagram without a checksum */
+	__u8 tcp_flags;
 	struct lb_nat_key t;
 };
 
@@ -96,6 +102,7 @@ static __always_inline int parse(struct xdp_md *ctx, struct xpkt *p)
 		if ((void *)(th + 1) > end)
 			return -1;
 		p->l4sum = &th->check;
+		p->tcp_flags = ((__u8 *)th)[13];
 	} else if (ip->protocol == IPPROTO_UDP) {
 		struct udphdr *uh = (void *)(ip + 1);
 
@@ -205,8 +212,13 @@ int xdp_nodeport(struct xdp_md *ctx)
 	ret = nodeport_select(&p.t, &be);
 	if (!ret)
 		return XDP_PASS;
-	if (ret < 0 || !be)
+	if (ret < 0 || !be) {
+		if (nodeport_rejects(&p.t, p.tcp_flags))
+			return count(XDP_STAT_TO_TC, XDP_PASS);
+		nodeport_no_backend_event(&p.t, p.tcp_flags, ctx->ingress_ifindex,
+					  ctx->data_end - ctx->data);
 		return count(XDP_STAT_DROPPED, XDP_DROP);
+	}
 	if (!(be->flags & LB_BE_LOCAL)) {
 		__u32 zero = 0, *node_ip = bpf_map_lookup_elem(&axo_lb_node, &zero);
 

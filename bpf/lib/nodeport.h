@@ -7,6 +7,12 @@
  *
  *   axo_lb_nat   LRU {5-tuple} -> what its addresses become, and where it applies
  *   axo_lb_node  [0] -> this node's underlay address (NBO), the SNAT source
+ *   axo_lb_mode  [0] -> LB_MODE_* bits: the agent's NodePort settings
+ *
+ * A packet to a frontend without a usable backend is a drop event with
+ * Cilium's reason (DROP_NO_SERVICE, Hubble's SERVICE_BACKEND_NOT_FOUND, 158);
+ * unless the agent runs with --service-no-backend-response drop, tc answers it
+ * with an ICMP port unreachable first (bpf_host.c), so clients fail at once.
  */
 #ifndef AXONEME_LIB_NODEPORT_H
 #define AXONEME_LIB_NODEPORT_H
@@ -15,6 +21,9 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
+#include "drop.h"
+#include "events.h"
+#include "ipcache.h"
 #include "lb.h"
 
 #define NAT_F_INGRESS (1U << 0)	 /* apply on the way in (XDP, tc ingress) */
@@ -70,7 +79,11 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } axo_lb_node SEC(".maps");
 
-/* [0]: 1 = DSR for backends on other nodes (--bpf-lb-mode dsr), 0 = SNAT. */
+/* axo_lb_mode[0] bits. Zero is Cilium's defaults: SNAT, and reject. */
+#define LB_MODE_DSR (1U << 0)		  /* --bpf-lb-mode dsr: DSR for remote backends */
+#define LB_MODE_NO_BACKEND_DROP (1U << 1) /* --service-no-backend-response drop */
+
+/* [0]: LB_MODE_* bits. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
@@ -79,11 +92,49 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } axo_lb_mode SEC(".maps");
 
-static __always_inline int nodeport_dsr(void)
+static __always_inline __u32 nodeport_mode(void)
 {
 	__u32 zero = 0, *mode = bpf_map_lookup_elem(&axo_lb_mode, &zero);
 
-	return mode && *mode == 1;
+	return mode ? *mode : 0;
+}
+
+static __always_inline int nodeport_dsr(void)
+{
+	return !!(nodeport_mode() & LB_MODE_DSR);
+}
+
+/* Whether a packet to a frontend without a backend is answered (ICMP port
+ * unreachable: a TCP SYN or a UDP datagram's first fragment) or only dropped. */
+static __always_inline int nodeport_rejects(const struct lb_nat_key *t, __u8 tcp_flags)
+{
+	if (nodeport_mode() & LB_MODE_NO_BACKEND_DROP)
+		return 0;
+	if (t->proto == IPPROTO_TCP) /* a SYN, not a stray segment of some old flow */
+		return (tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_RST)) == TCP_FLAG_SYN;
+	return t->proto == IPPROTO_UDP;
+}
+
+/* The drop event of a packet to a frontend without a usable backend, whether
+ * or not it is answered: the flow is DROPPED (SERVICE_BACKEND_NOT_FOUND) on the
+ * node's device, from the client's identity to the frontend's. */
+static __always_inline void nodeport_no_backend_event(const struct lb_nat_key *t, __u8 tcp_flags,
+						      __u32 ifindex, __u32 len)
+{
+	struct event e = {};
+
+	e.dir = DIR_INGRESS;
+	e.proto = t->proto;
+	e.saddr = t->saddr;
+	e.daddr = t->daddr;
+	e.sport = t->sport;
+	e.dport = t->dport;
+	e.tcp_flags = tcp_flags;
+	e.src_identity = ipcache_identity(t->saddr);
+	e.dst_identity = ipcache_identity(t->daddr);
+	e.ifindex = ifindex;
+	e.len = len;
+	event_send(&e, EVENT_DROP, VERDICT_DROPPED, -DROP_SERVICE_BACKEND_NOT_FOUND);
 }
 
 static __always_inline __u32 nodeport_pick(const struct lb_svc *svc, const struct lb_nat_key *t)
@@ -112,7 +163,8 @@ static __always_inline __u32 nodeport_pick(const struct lb_svc *svc, const struc
 }
 
 /* A packet to a NodePort / LoadBalancer / external-IP frontend: its backend.
- * 0: not a frontend (let it pass); <0: drop it (no backend); >0: *be is set. */
+ * 0: not a frontend (let it pass); <0: no usable backend (DROP_* code); >0:
+ * *be is set. A backend that vanished under the agent's update counts as none. */
 static __always_inline int nodeport_select(const struct lb_nat_key *t,
 					   const struct lb_backend **be)
 {
@@ -124,11 +176,11 @@ static __always_inline int nodeport_select(const struct lb_nat_key *t,
 	if (!svc || !(svc->flags & (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)))
 		return 0;
 	if (!svc->count)
-		return -1; /* no backend (here, for externalTrafficPolicy: Local) */
+		return DROP_SERVICE_BACKEND_NOT_FOUND; /* none (here: externalTrafficPolicy Local) */
 	id = nodeport_pick(svc, t);
 	*be = id ? bpf_map_lookup_elem(&axo_lb_backend, &id) : 0;
 	if (!*be || (*be)->svc_id != svc->svc_id)
-		return -1;
+		return DROP_SERVICE_BACKEND_NOT_FOUND;
 	return 1;
 }
 

@@ -92,7 +92,10 @@ async def _start_node_port(ctx: AgentContext) -> tuple[str, str]:
         pin_dir = ctx.config.bpf_pin_dir
         await asyncio.to_thread(hostlb.load, pin_dir)
         await asyncio.to_thread(hostlb.set_node_ip, pin_dir, node_ip)
-        await asyncio.to_thread(hostlb.set_mode, pin_dir, ctx.config.lb.mode == "dsr")
+        lb = ctx.config.lb
+        await asyncio.to_thread(
+            hostlb.set_mode, pin_dir, lb.mode == "dsr", lb.no_backend_response == "drop"
+        )
         await asyncio.to_thread(hostlb.attach, pin_dir, ifindex)
     except (OSError, StoreError, ValidationError) as exc:
         log.error("NodePort unavailable: %s", exc)
@@ -147,6 +150,7 @@ def report(
         "cgroup": str(config.cgroup_root or ""),
         "nodePort": node_port,
         "dsr": "Enabled" if node_port == "Enabled" and config.mode == "dsr" else "Disabled",
+        "noBackendResponse": config.no_backend_response if node_port == "Enabled" else "",
         "algorithm": config.algorithm,
         "maglevTableSize": config.maglev_table_size,
         "sessionAffinity": "Enabled" if socket_lb else "Disabled",

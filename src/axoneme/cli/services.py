@@ -185,6 +185,8 @@ def kpr_lines(kpr: dict[str, Any] | None, verbose: bool) -> list[str]:
             f"  Session Affinity:       {kpr['sessionAffinity']}",
             f"  NodePort:               {kpr['nodePort']}",
             f"  DSR:                    {kpr['dsr']}",
+            # What a frontend without backends answers from outside (NodePort on).
+            f"  No Backend Response:    {str(kpr.get('noBackendResponse') or '-').capitalize()}",
             f"  XDP Acceleration:       {kpr['xdpAcceleration']}",
             f"  Services:               {kpr['frontends']} frontends, {kpr['backends']} backends",
         ]

@@ -30,6 +30,8 @@ REASONS: dict[int, DropReason] = {
         DropReason(141, "ERROR_WRITING_TO_PACKET", "Error writing to packet"),
         DropReason(147, "ERROR_RETRIEVING_TUNNEL_KEY", "Error retrieving tunnel key"),
         DropReason(155, "CT_MAP_INSERTION_FAILED", "CT: Map insertion failed"),
+        # Cilium's DROP_NO_SERVICE: a service frontend without a usable backend.
+        DropReason(158, "SERVICE_BACKEND_NOT_FOUND", "Service backend not found"),
         DropReason(
             175,
             "FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND",

@@ -12,10 +12,17 @@ from pathlib import Path
 
 from axoneme.loadbalancer.maglev import DEFAULT_TABLE_SIZE, TABLE_SIZES
 
-__all__ = ["DEFAULT_CGROUP_ROOT", "LBAgentConfig", "add_flags", "from_args"]
+__all__ = [
+    "DEFAULT_CGROUP_ROOT",
+    "NO_BACKEND_RESPONSES",
+    "LBAgentConfig",
+    "add_flags",
+    "from_args",
+]
 
 # The cgroup v2 mount on this distribution's hybrid hierarchy.
 DEFAULT_CGROUP_ROOT = Path("/sys/fs/cgroup/unified")
+NO_BACKEND_RESPONSES = ("reject", "drop")
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,10 @@ class LBAgentConfig:
     acceleration: str = "disabled"
     # snat | dsr: how a backend on another node is reached (Cilium's --bpf-lb-mode).
     mode: str = "snat"
+    # reject | drop: a NodePort/LB/external-IP packet whose frontend has no usable
+    # backend is answered with ICMP port unreachable (clients fail at once) or
+    # only dropped. Cilium's --service-no-backend-response, default reject.
+    no_backend_response: str = "reject"
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -81,6 +92,13 @@ def add_flags(p: argparse.ArgumentParser) -> None:
         "node replies to the client directly)",
     )
     p.add_argument(
+        "--service-no-backend-response",
+        choices=NO_BACKEND_RESPONSES,
+        default="reject",
+        help="NodePort/LoadBalancer/external-IP traffic to a service without backends: "
+        "reject (ICMP port unreachable, the client fails at once) or drop",
+    )
+    p.add_argument(
         "--cgroup-root",
         type=Path,
         default=None,
@@ -106,4 +124,5 @@ def from_args(ns: argparse.Namespace) -> LBAgentConfig:
         node_port=ns.enable_node_port == "true",
         acceleration=ns.nodeport_acceleration,
         mode=ns.bpf_lb_mode,
+        no_backend_response=ns.service_no_backend_response,
     )

@@ -16,7 +16,18 @@ from pathlib import Path
 
 from axoneme.datapath.linux import bpfsys, libbpf
 
-__all__ = ["HOST_OBJECT", "PROGRAMS", "attach", "detach", "load", "set_mode", "set_node_ip"]
+__all__ = [
+    "HOST_OBJECT",
+    "MODE_DSR",
+    "MODE_NO_BACKEND_DROP",
+    "PROGRAMS",
+    "attach",
+    "detach",
+    "load",
+    "mode_bits",
+    "set_mode",
+    "set_node_ip",
+]
 
 HOST_OBJECT = Path(__file__).resolve().parents[4] / "bpf" / "build" / "bpf_host.o"
 PROGRAMS = {"from_netdev": libbpf.BPF_TC_INGRESS, "to_netdev": libbpf.BPF_TC_EGRESS}
@@ -50,11 +61,22 @@ def set_node_ip(pin_dir: Path, ip: str) -> None:
         m.update((0).to_bytes(4, "little"), socket.inet_aton(ip))
 
 
-def set_mode(pin_dir: Path, dsr: bool) -> None:
+# axo_lb_mode[0] bits (lib/nodeport.h LB_MODE_*).
+MODE_DSR = 1 << 0
+MODE_NO_BACKEND_DROP = 1 << 1
+
+
+def mode_bits(dsr: bool, no_backend_drop: bool) -> int:
+    return (MODE_DSR if dsr else 0) | (MODE_NO_BACKEND_DROP if no_backend_drop else 0)
+
+
+def set_mode(pin_dir: Path, dsr: bool, no_backend_drop: bool = False) -> None:
     """DSR (the frontend in an IP option, replies straight from the backend's node)
-    or SNAT for backends on other nodes (lib/nodeport.h ``axo_lb_mode``)."""
+    or SNAT for backends on other nodes, and whether a packet to a frontend
+    without a backend is only dropped or also answered with ICMP port
+    unreachable (lib/nodeport.h ``axo_lb_mode``)."""
     with bpfsys.BpfMap.open_pinned(pin_dir / "axo_lb_mode") as m:
-        m.update((0).to_bytes(4, "little"), int(dsr).to_bytes(4, "little"))
+        m.update((0).to_bytes(4, "little"), mode_bits(dsr, no_backend_drop).to_bytes(4, "little"))
 
 
 def attach(pin_dir: Path, ifindex: int) -> None:

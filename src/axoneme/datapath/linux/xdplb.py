@@ -43,7 +43,7 @@ class XdpStats:
     forwarded: int  # translated and sent out again in XDP (XDP_TX / XDP_REDIRECT)
     to_stack: int  # translated for a local backend, then passed to the stack
     to_tc: int  # left to the tc program
-    dropped: int  # no backend
+    dropped: int  # no backend, under --service-no-backend-response drop (reject: to tc)
 
 
 def _pin(pin_dir: Path) -> Path:

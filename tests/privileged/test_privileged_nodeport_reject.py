@@ -1,0 +1,198 @@
+"""A NodePort frontend without backends, at tc: the real bpf_host.o driven with
+BPF_PROG_TEST_RUN, byte for byte.
+
+``from_netdev`` is loaded into a private pin directory next to the endpoint
+datapath (whose ring buffer and ipcache it shares), the service maps get one
+frontend without backends, and crafted packets run through it inside a private
+``axt-np-rej-…`` namespace (the program's ``skb->ifindex`` is resolved there).
+The ICMP error it builds is checked against RFC 792 here, checksums included;
+the lab tests (test_privileged_services.py, test_privileged_nodeport_xdp.py)
+show real clients refused by it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from axoneme.datapath import events as ev
+from axoneme.datapath.linux import bpfsys, hostlb
+from axoneme.datapath.linux.lbmaps import LB_F_NODEPORT, SvcKey, SvcValue
+from axoneme.datapath.linux.loader import Datapath
+from axoneme.datapath.linux.maps import IPCacheValue
+from axoneme.datapath.linux.ringbuf import EventReader
+from axoneme.kit.netns import entered
+from privileged.bpfenv import require_datapath, sh
+from privileged.test_privileged_datapath_progrun import _csum, frame, ipv4, skb_ctx, tcp, udp
+
+pytestmark = pytest.mark.privileged
+
+TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
+TCP, UDP, ICMP = 6, 17, 1
+SYN, ACK = 0x02, 0x10
+NODE_IP, CLIENT = "10.99.0.1", "203.0.113.7"
+EMPTY_PORT, OTHER_PORT = 30380, 30999
+CLIENT_MAC, NODE_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+WORLD_ID = 2
+SERVICE_BACKEND_NOT_FOUND = 158
+
+
+@dataclass
+class Env:
+    netns: str
+    pin_dir: Path
+    prog_fd: int
+    reader: EventReader
+    ifindex: int
+
+    def run(self, packet: bytes) -> bpfsys.TestRun:
+        with entered(self.netns):
+            return bpfsys.prog_test_run(self.prog_fd, packet, ctx=skb_ctx(self.ifindex))
+
+    def mode(self, no_backend_drop: bool) -> None:
+        hostlb.set_mode(self.pin_dir, dsr=False, no_backend_drop=no_backend_drop)
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    require_datapath()
+    tag = uuid.uuid4().hex[:8]
+    netns, pin_dir = f"axt-np-rej-{tag}", Path(f"/sys/fs/bpf/axt-np-rej-{tag}")
+    sh("ip", "netns", "add", netns)
+    dp = reader = None
+    prog_fd = -1
+    try:
+        sh("ip", "-n", netns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
+        links = {x["ifname"]: x["ifindex"] for x in json.loads(sh("ip", "-n", netns, "-j",
+                                                                   "link", "show"))}  # fmt: skip
+        dp = Datapath.open(pin_dir)  # the ring buffer and ipcache bpf_host.o shares
+        dp.ipcache.set(f"{NODE_IP}/32", IPCacheValue(1))
+        reader = dp.events()
+        hostlb.load(pin_dir)
+        hostlb.set_node_ip(pin_dir, NODE_IP)
+        with bpfsys.BpfMap.open_pinned(pin_dir / "axo_lb_svc") as svc:
+            empty = SvcValue(7, 0, LB_F_NODEPORT).pack()  # a NodePort, no backend
+            for proto in (TCP, UDP):
+                svc.update(SvcKey(NODE_IP, EMPTY_PORT, proto).pack(), empty)
+        prog_fd = bpfsys.obj_get(pin_dir / "prog_from_netdev")
+        yield Env(netns, pin_dir, prog_fd, reader, links["eth0"])
+    finally:
+        if prog_fd >= 0:
+            os.close(prog_fd)
+        if reader is not None:
+            reader.close()
+        if dp is not None:
+            dp.close()
+        Datapath.remove(pin_dir)
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
+@pytest.fixture
+def rej(env: Env) -> Env:
+    env.mode(no_backend_drop=False)
+    env.reader.consume()
+    return env
+
+
+def to_node(l3: bytes) -> bytes:
+    """A frame from the client's MAC to the node's (frame() has them the other way)."""
+    return NODE_MAC + CLIENT_MAC + frame(l3)[12:]
+
+
+def syn(port: int = EMPTY_PORT, flags: int = SYN) -> bytes:
+    return to_node(tcp(CLIENT, NODE_IP, 40000, port, flags)[14:])
+
+
+def check_icmp_unreachable(out: bytes, request: bytes) -> None:
+    """``out`` is the RFC 792 port unreachable about ``request``, back to its sender."""
+    assert len(out) == 14 + 20 + 8 + 28, out.hex()
+    assert out[:6] == request[6:12] and out[6:12] == request[:6]  # MACs swapped
+    assert out[12:14] == b"\x08\x00"
+    ip, icmp = out[14:34], out[34:]
+    ver_ihl, _tos, tot_len, _id, frag, ttl, proto, _check, src, dst = struct.unpack(
+        "!BBHHHBBH4s4s", ip
+    )
+    assert (ver_ihl, tot_len, frag, proto) == (0x45, 56, 0, ICMP)
+    assert ttl == 64
+    assert (socket.inet_ntoa(src), socket.inet_ntoa(dst)) == (NODE_IP, CLIENT)
+    assert _csum(ip) == 0, "bad IP header checksum"
+    assert icmp[:2] == b"\x03\x03" and icmp[4:8] == b"\0\0\0\0"  # port unreachable
+    assert _csum(icmp) == 0, "bad ICMP checksum"
+    assert icmp[8:] == request[14 : 14 + 28]  # the IP header + 8 bytes, unchanged
+
+
+def drop_events(env: Env) -> list[ev.DatapathEvent]:
+    return [e for e in env.reader.consume() if e.type == ev.EVENT_DROP]
+
+
+def test_tcp_syn_is_answered_with_port_unreachable(rej: Env) -> None:
+    request = syn()
+    result = rej.run(request)
+    assert result.retval == TC_ACT_REDIRECT  # back out of the device it came in by
+    check_icmp_unreachable(result.data, request)
+    (event,) = drop_events(rej)
+    assert (event.verdict_name, event.reason, event.reason_name) == (
+        "DROPPED", SERVICE_BACKEND_NOT_FOUND, "SERVICE_BACKEND_NOT_FOUND"
+    )  # fmt: skip
+    assert (event.saddr, event.sport, event.daddr, event.dport, event.proto) == (
+        CLIENT, 40000, NODE_IP, EMPTY_PORT, TCP
+    )  # fmt: skip
+    assert (event.src_identity, event.dst_identity, event.tcp_flags) == (WORLD_ID, 1, SYN)
+    assert event.ifindex == rej.ifindex
+
+
+def test_udp_datagram_is_answered_small_or_large(rej: Env) -> None:
+    for payload in (b"", b"q" * 1000):  # the reply is padded or trimmed to 70 bytes
+        request = to_node(udp(CLIENT, NODE_IP, 5353, EMPTY_PORT, payload)[14:])
+        result = rej.run(request)
+        assert result.retval == TC_ACT_REDIRECT
+        check_icmp_unreachable(result.data, request)
+    assert [e.reason for e in drop_events(rej)] == [SERVICE_BACKEND_NOT_FOUND] * 2
+
+
+def test_a_segment_that_is_not_a_syn_is_dropped_unanswered(rej: Env) -> None:
+    request = syn(flags=ACK)
+    result = rej.run(request)
+    assert result.retval == TC_ACT_SHOT
+    assert [e.reason for e in drop_events(rej)] == [SERVICE_BACKEND_NOT_FOUND]
+
+
+def test_fragments_first_answered_later_dropped(rej: Env) -> None:
+    """A datagram's first fragment is answered; its later ones (no L4 header,
+    ports from the first) are only dropped; a later fragment whose first was
+    never seen is no frontend packet at all and passes untouched, as before."""
+    udp_header = struct.pack("!HHHH", 5353, EMPTY_PORT, 8 + 32, 0)
+    first = to_node(ipv4(CLIENT, NODE_IP, UDP, udp_header + b"a" * 16, frag=0x2000, ident=9))
+    later = to_node(ipv4(CLIENT, NODE_IP, UDP, b"b" * 16, frag=3, ident=9))
+    result = rej.run(first)
+    assert result.retval == TC_ACT_REDIRECT
+    check_icmp_unreachable(result.data, first)
+    assert rej.run(later).retval == TC_ACT_SHOT
+    assert [e.reason for e in drop_events(rej)] == [SERVICE_BACKEND_NOT_FOUND] * 2
+    stray = to_node(ipv4(CLIENT, NODE_IP, UDP, b"c" * 16, frag=3, ident=10))
+    assert rej.run(stray).retval == TC_ACT_OK
+    assert drop_events(rej) == []
+
+
+def test_drop_mode_drops_with_the_same_event(rej: Env) -> None:
+    rej.mode(no_backend_drop=True)
+    for request in (syn(), to_node(udp(CLIENT, NODE_IP, 5353, EMPTY_PORT)[14:])):
+        result = rej.run(request)
+        assert result.retval == TC_ACT_SHOT
+    assert [e.reason for e in drop_events(rej)] == [SERVICE_BACKEND_NOT_FOUND] * 2
+
+
+def test_other_traffic_is_untouched(rej: Env) -> None:
+    request = syn(port=OTHER_PORT)  # not a frontend
+    result = rej.run(request)
+    assert (result.retval, result.data) == (TC_ACT_OK, request)
+    assert drop_events(rej) == []
