@@ -1,13 +1,17 @@
-"""A NodePort frontend without backends, at tc: the real bpf_host.o driven with
-BPF_PROG_TEST_RUN, byte for byte.
+"""A NodePort frontend without backends, at tc.
 
+First the real bpf_host.o driven with BPF_PROG_TEST_RUN, byte for byte:
 ``from_netdev`` is loaded into a private pin directory next to the endpoint
 datapath (whose ring buffer and ipcache it shares), the service maps get one
 frontend without backends, and crafted packets run through it inside a private
 ``axt-np-rej-…`` namespace (the program's ``skb->ifindex`` is resolved there).
-The ICMP error it builds is checked against RFC 792 here, checksums included;
-the lab tests (test_privileged_services.py, test_privileged_nodeport_xdp.py)
-show real clients refused by it.
+The ICMP error it builds is checked against RFC 792 here, checksums included.
+
+Then a 2-node lab: clients in the world namespace are refused at once (TCP
+ECONNREFUSED, UDP an ICMP error on the socket) by a NodePort without
+backends and, under externalTrafficPolicy: Local, by a node without a local
+backend; observe shows the drops. test_privileged_nodeport_xdp.py does the same
+with XDP in front.
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import os
 import socket
 import struct
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,8 +36,10 @@ from axoneme.datapath.linux.lbmaps import LB_F_NODEPORT, SvcKey, SvcValue
 from axoneme.datapath.linux.loader import Datapath
 from axoneme.datapath.linux.maps import IPCacheValue
 from axoneme.datapath.linux.ringbuf import EventReader
-from axoneme.kit.netns import entered
+from axoneme.kit.netns import entered, socket_in
+from axoneme.lab.topology import WORLD_IP, WORLD_NETNS
 from privileged.bpfenv import require_datapath, sh
+from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
 from privileged.test_privileged_datapath_progrun import _csum, frame, ipv4, skb_ctx, tcp, udp
 
 pytestmark = pytest.mark.privileged
@@ -196,3 +204,112 @@ def test_other_traffic_is_untouched(rej: Env) -> None:
     result = rej.run(request)
     assert (result.retval, result.data) == (TC_ACT_OK, request)
     assert drop_events(rej) == []
+
+
+# ---- the lab: real clients outside the cluster ------------------------------------------
+
+NS = "np-reject"
+
+
+def world_socket(kind: int) -> socket.socket:
+    s = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, kind)
+    s.setblocking(True)
+    s.settimeout(3)
+    return s
+
+
+def refused_in(ip: str, port: int, kind: int) -> float:
+    """Seconds until the world's TCP connect / connected UDP receive is refused."""
+    s = world_socket(kind)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            s.connect((ip, port))
+            if kind == socket.SOCK_DGRAM:
+                s.send(b"anyone?")
+                s.recv(100)  # the ICMP error surfaces here
+        return time.monotonic() - started
+    finally:
+        s.close()
+
+
+def answers(ip: str, port: int) -> str:
+    """The name of the pod that served one HTTP request from the world."""
+    s = world_socket(socket.SOCK_STREAM)
+    try:
+        s.connect((ip, port))
+        s.sendall(b"GET / HTTP/1.1\r\nHost: np\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    finally:
+        s.close()
+    return str(json.loads(data.partition(b"\r\n\r\n")[2])["name"])
+
+
+def node_port(
+    name: str, selector: dict[str, str], http: int, dns: int, **spec: Any
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "type": "NodePort",
+            "selector": selector,
+            "ports": [
+                {"name": "http", "port": 80, "targetPort": 8080, "nodePort": http},
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353, "nodePort": dns},
+            ],
+            **spec,
+        },
+    }
+
+
+def service_drops(node: str, port: int) -> list[dict[str, Any]]:
+    out = ax("observe", "--node", node, "-o", "json", "--last", "500", "--to-port", str(port),
+             "--verdict", "DROPPED").stdout  # fmt: skip
+    return [r["flow"] for r in map(json.loads, out.splitlines()) if "flow" in r]
+
+
+@pytest.fixture(scope="module")
+def node_ip(lab: dict[str, Any]) -> dict[str, str]:
+    """web-2 on node2 behind an externalTrafficPolicy: Local NodePort, and a
+    NodePort that selects nothing."""
+    ax("apply", "-f", "-", stdin=manifest(
+        namespace(NS),
+        pod_manifest(NS, "web-2", "node2", {"pod": "web-2"}, [(8080, "TCP"), (5353, "UDP")]),
+        node_port("empty", {"pod": "none"}, 31380, 31353),
+        node_port("local", {"pod": "web-2"}, 31480, 31453, externalTrafficPolicy="Local"),
+    ))  # fmt: skip
+    wait_pods(NS, {"web-2"})
+    ips = {n["name"]: n["ip"] for n in lab["nodes"]}
+    wait_for(lambda: answers(ips["node2"], 31480) == "web-2", 20, "the Local NodePort on node2")
+    wait_for(lambda: "31380" in ax("service", "list", "--node", "node1").stdout, 20, "31380")
+    return ips
+
+
+@pytest.mark.lab
+def test_status_shows_reject(node_ip: dict[str, str]) -> None:
+    out = ax("status", "--verbose", "--node", "node1").stdout
+    assert "No Backend Response:    Reject" in out, out
+
+
+@pytest.mark.lab
+def test_node_port_without_backends_refuses_tcp_and_udp_at_once(node_ip: dict[str, str]) -> None:
+    for node in ("node1", "node2"):
+        assert refused_in(node_ip[node], 31380, socket.SOCK_STREAM) < 0.5
+        assert refused_in(node_ip[node], 31353, socket.SOCK_DGRAM) < 0.5
+    flows = wait_for(lambda: service_drops("node1", 31380), 10, "the drop in observe")
+    f = flows[-1]
+    assert (f["verdict"], f["dropReasonDesc"]) == ("DROPPED", "SERVICE_BACKEND_NOT_FOUND"), f
+    assert (f["IP"]["source"], f["IP"]["destination"]) == (WORLD_IP, node_ip["node1"]), f
+
+
+@pytest.mark.lab
+def test_local_policy_node_without_backend_refuses(node_ip: dict[str, str]) -> None:
+    """externalTrafficPolicy: Local: node2 serves, node1 (no local backend) refuses."""
+    assert answers(node_ip["node2"], 31480) == "web-2"
+    assert refused_in(node_ip["node1"], 31480, socket.SOCK_STREAM) < 0.5
+    assert refused_in(node_ip["node1"], 31453, socket.SOCK_DGRAM) < 0.5
+    assert wait_for(lambda: service_drops("node1", 31453), 10, "the UDP drop in observe")
