@@ -5,7 +5,8 @@ Clients are sockets in the world namespace (outside the cluster). The XDP
 program's per-CPU counters (``axo_xdp_stats``) tell whether XDP served the
 packets: forwarded (translated and sent back out with XDP_TX, never entering
 the node's stack) for a backend on the other node, translated and passed to
-the stack for a backend on the dialled node.
+the stack for a backend on the dialled node, passed to tc (which answers with
+ICMP) or dropped for a frontend without backends.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import json
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from axoneme.datapath.linux import xdplb
+from axoneme.datapath.linux import hostlb, xdplb
 from axoneme.kit.ethtool import get_gro
 from axoneme.kit.netns import socket_in
 from axoneme.lab.topology import BPF_PIN_ROOT, LAB_NETNS, WORLD_IP, WORLD_NETNS
@@ -178,7 +180,26 @@ def test_node_port_local_backend_is_translated_in_xdp(node_ip: dict[str, str]) -
     assert after.forwarded == before.forwarded, (before, after)
 
 
-def test_no_backend_is_dropped_in_xdp(node_ip: dict[str, str]) -> None:
+def refused(ip: str, port: int, kind: int) -> float:
+    """Seconds until a world TCP connect / connected UDP receive is refused."""
+    s = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, kind)
+    s.setblocking(True)
+    s.settimeout(2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            s.connect((ip, port))
+            if kind == socket.SOCK_DGRAM:
+                s.send(b"anyone?")
+                s.recv(100)
+        return time.monotonic() - started
+    finally:
+        s.close()
+
+
+def test_no_backend_is_rejected_by_tc_behind_xdp(node_ip: dict[str, str]) -> None:
+    """--service-no-backend-response reject (default): XDP passes the packet to
+    tc, which answers with ICMP port unreachable: the client fails at once."""
     ax(
         "apply",
         "-f",
@@ -189,6 +210,36 @@ def test_no_backend_is_dropped_in_xdp(node_ip: dict[str, str]) -> None:
         lambda: "30380" in ax("service", "list", "--node", "node1").stdout, 20, "frontend 30380"
     )
     before = stats("node1")
-    with pytest.raises(OSError):
-        world_http(node_ip["node1"], 30380)
-    assert stats("node1").dropped > before.dropped
+    assert refused(node_ip["node1"], 30380, socket.SOCK_STREAM) < 0.5
+    assert refused(node_ip["node1"], 30353, socket.SOCK_DGRAM) < 0.5
+    after = stats("node1")
+    assert after.to_tc - before.to_tc >= 2, (before, after)
+    assert after.dropped == before.dropped, (before, after)
+
+
+def test_no_backend_is_dropped_in_xdp_in_drop_mode(node_ip: dict[str, str]) -> None:
+    """--service-no-backend-response drop: XDP drops (the lab has no flag for it,
+    so the bit the agent writes at start is set here, and restored)."""
+    wait_for(
+        lambda: "30380" in ax("service", "list", "--node", "node1").stdout, 20, "frontend 30380"
+    )
+    pin_dir = BPF_PIN_ROOT / "node1"
+    events_before = len(no_backend_drops("node1", 30380))
+    hostlb.set_mode(pin_dir, dsr=False, no_backend_drop=True)
+    try:
+        before = stats("node1")
+        with pytest.raises(TimeoutError):
+            world_http(node_ip["node1"], 30380)
+        after = stats("node1")
+        assert after.dropped > before.dropped, (before, after)
+        assert after.to_tc == before.to_tc, (before, after)
+    finally:
+        hostlb.set_mode(pin_dir, dsr=False, no_backend_drop=False)
+    # XDP's own drop events (the SYN and its retransmissions) reach observe.
+    wait_for(lambda: len(no_backend_drops("node1", 30380)) > events_before, 10, "XDP's drop events")
+
+
+def no_backend_drops(node: str, port: int) -> list[str]:
+    out = ax("observe", "--node", node, "-o", "json", "--last", "1000", "--to-port", str(port),
+             "--drop-reason-desc", "SERVICE_BACKEND_NOT_FOUND").stdout  # fmt: skip
+    return [line for line in out.splitlines() if '"flow"' in line]
