@@ -226,11 +226,15 @@ static __always_inline int nodeport_commit(const struct lb_nat_key *t,
 	}
 	rkey.daddr = fwd->saddr;
 	for (i = 0; i < NAT_TRIES; i++) {
-		/* SNAT keeps the client's port unless another flow holds it already. */
+		/* SNAT keeps the client's port unless another flow holds it already.
+		 * A local backend's reply tuple is the client's own: an entry there is
+		 * an older flow with this tuple (through another frontend of the
+		 * backend), over as this one starts, so it is replaced. */
 		fwd->sport = (be->flags & LB_BE_LOCAL) ? t->sport
 						       : bpf_htons(bpf_ntohs(t->sport) + i * 7919);
 		rkey.dport = fwd->sport;
-		if (!bpf_map_update_elem(&axo_lb_nat, &rkey, &rev, BPF_NOEXIST))
+		if (!bpf_map_update_elem(&axo_lb_nat, &rkey, &rev,
+					 (be->flags & LB_BE_LOCAL) ? BPF_ANY : BPF_NOEXIST))
 			break;
 	}
 	if (i == NAT_TRIES)
