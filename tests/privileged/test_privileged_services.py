@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import json
 import os
 import signal
 import socket
 import struct
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,7 +29,15 @@ from axoneme.datapath.linux.lbmaps import SvcKey, SvcValue
 from axoneme.kit import cgroup
 from axoneme.kit.netns import socket_in
 from axoneme.lab.control import read_state
-from axoneme.lab.topology import BPF_PIN_ROOT, CGROUP_ROOT, WORLD_IP, WORLD_NETNS, pod_netns
+from axoneme.lab.topology import (
+    BPF_PIN_ROOT,
+    CGROUP_ROOT,
+    EXTERNAL_IP_RANGE,
+    LB_IP_POOL,
+    WORLD_IP,
+    WORLD_NETNS,
+    pod_netns,
+)
 from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
 
 pytestmark = [pytest.mark.lab]
@@ -69,6 +79,11 @@ def tcp(pod: dict[str, Any], ip: str, port: int, bind_port: int = 0) -> socket.s
 
 def ask(s: socket.socket) -> str:
     """One HTTP request on a connection; the name of the pod that answered."""
+    return str(answer(s)["name"])
+
+
+def answer(s: socket.socket) -> dict[str, Any]:
+    """One HTTP request on a connection; the workload's JSON answer (name, client)."""
     s.sendall(b"GET / HTTP/1.1\r\nHost: svc\r\n\r\n")
     data = b""
     while b"\r\n\r\n" not in data:
@@ -83,7 +98,7 @@ def ask(s: socket.socket) -> str:
     )
     while len(body) < length:
         body += s.recv(4096)
-    return str(json.loads(body[:length])["name"])
+    return dict(json.loads(body[:length]))
 
 
 def backend_of(client: dict[str, Any], ip: str, port: int, bind_port: int = 0) -> str:
@@ -432,11 +447,19 @@ def test_to_services_lets_app1_reach_nginx_as_the_reference_expected(
     ax("delete", "-f", "-", stdin=manifest(policy, by_labels))
 
 
-def world_http(ip: str, port: int) -> dict[str, Any]:
-    """An HTTP request from the world namespace (outside the cluster); the answer's JSON."""
-    s = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, socket.SOCK_STREAM)
+def world_socket(kind: int, bind_port: int = 0) -> socket.socket:
+    s = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, kind)
     s.setblocking(True)
     s.settimeout(1.5)
+    if bind_port:  # a chosen flow: its 5-tuple decides which node the world's ECMP picks
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((WORLD_IP, bind_port))
+    return s
+
+
+def world_http(ip: str, port: int, bind_port: int = 0) -> dict[str, Any]:
+    """An HTTP request from the world namespace (outside the cluster); the answer's JSON."""
+    s = world_socket(socket.SOCK_STREAM, bind_port)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     try:
         s.connect((ip, port))
@@ -500,6 +523,133 @@ def test_node_port_from_outside_snat_and_local(pods: dict[str, dict[str, Any]]) 
             assert u.recvfrom(8192) == (big[:-1] + bytes([i]), (node_ip["node1"], 30053))
         finally:
             u.close()
+
+
+EXTERNAL_IP = str(ipaddress.ip_network(EXTERNAL_IP_RANGE).network_address + 10)
+HOME = {"web-1": "node1", "web-2": "node2", "web-3": "node1"}  # the pods fixture's placement
+
+
+def entry_node(dst: str, proto: str, sport: int, dport: int) -> str:
+    """The node the world's multipath route sends this flow to, as its kernel decides."""
+    out = subprocess.run(
+        ["ip", "-n", WORLD_NETNS, "-j", "route", "get", dst, "from", WORLD_IP,
+         "ipproto", proto, "sport", str(sport), "dport", str(dport)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    gateway = json.loads(out)[0]["gateway"]
+    return next(n["name"] for n in (read_state() or {})["nodes"] if n["ip"] == gateway)
+
+
+def service_json(name: str) -> dict[str, Any]:
+    items = json.loads(ax("get", "svc", "-n", NS, "-o", "json").stdout)["items"]
+    return dict(next(s for s in items if s["metadata"]["name"] == name))
+
+
+def lb_ingress(name: str) -> str:
+    """The address the lab's LoadBalancer IPAM gave a service."""
+
+    def ingress() -> str:
+        svc = service_json(name)
+        ingress = svc.get("status", {}).get("loadBalancer", {}).get("ingress", [])
+        return str(ingress[0]["ip"]) if ingress else ""
+
+    return str(wait_for(ingress, 20, f"a LoadBalancer address for {name}"))
+
+
+def test_load_balancer_and_external_ips_from_outside_and_pods(
+    pods: dict[str, dict[str, Any]],
+) -> None:
+    """LoadBalancer and external-IP frontends from the world, through its ECMP route
+    to both nodes (a flow's entry node is what the world's kernel picks for its
+    5-tuple), and from pods through the socket LB; externalTrafficPolicy: Local
+    keeps the client's address and serves only where a backend runs."""
+    node_ip = {n["name"]: n["ip"] for n in (read_state() or {})["nodes"]}
+    ports = [
+        {"name": "http", "port": 80, "targetPort": 8080},
+        {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353},
+    ]
+    apply(
+        service("lb", {"app": "web"}, type="LoadBalancer", ports=ports),
+        service("ext", {"app": "web"}, externalIPs=[EXTERNAL_IP], ports=ports),
+        service("lb-local", {"pod": "web-2"}, type="LoadBalancer", externalTrafficPolicy="Local"),
+    )
+    lb, lb_local = lb_ingress("lb"), lb_ingress("lb-local")
+    assert ipaddress.ip_address(lb) in ipaddress.ip_network(LB_IP_POOL)
+    for frontend in (lb, EXTERNAL_IP):
+        wait_active(frontend, 80, 3)  # its UDP port is written in the same sync
+    wait_active(lb_local, 80, 1, ("node2",))
+
+    for frontend in (lb, EXTERNAL_IP):
+        served, entries = set(), set()
+        for sport in range(41000, 41030):
+            entry = entry_node(frontend, "tcp", sport, 80)
+            got = world_http(frontend, 80, sport)
+            client = got["client"].rsplit(":", 1)[0]
+            # A backend on the entry node sees the world; another is reached through SNAT.
+            want = WORLD_IP if HOME[got["name"]] == entry else node_ip[entry]
+            assert client == want, (frontend, sport, entry, got)
+            served.add(got["name"])
+            entries.add(entry)
+        assert served == set(HOME) and entries == {"node1", "node2"}, (frontend, served)
+        udp_entries = set()
+        for sport in range(41100, 41106):
+            udp_entries.add(entry_node(frontend, "udp", sport, 53))
+            u = world_socket(socket.SOCK_DGRAM, sport)
+            try:
+                u.sendto(b"lb-udp-%d" % sport, (frontend, 53))
+                assert u.recvfrom(100) == (b"lb-udp-%d" % sport, (frontend, 53))
+            finally:
+                u.close()
+        assert udp_entries == {"node1", "node2"}
+
+    # externalTrafficPolicy: Local: a flow entering node2 (web-2's) keeps the
+    # world's address; one the router sends to node1 is not served there, as with
+    # Cilium (a real router would health-check nodes via healthCheckNodePort).
+    flows: dict[str, list[int]] = {"node1": [], "node2": []}
+    for sport in range(42000, 42040):
+        flows[entry_node(lb_local, "tcp", sport, 80)].append(sport)
+    for sport in flows["node2"][:4]:
+        got = world_http(lb_local, 80, sport)
+        assert (got["name"], got["client"].rsplit(":", 1)[0]) == ("web-2", WORLD_IP), got
+    with pytest.raises(ConnectionRefusedError):  # node1 has none: refused (ICMP)
+        world_http(lb_local, 80, flows["node1"][0])
+    # The same client port to another frontend of that backend (the service's
+    # NodePort on node2) is a new flow, served although the first one's reply
+    # tuple (web-2 to the world's port) is still in node2's NAT map.
+    node_port = int(service_json("lb-local")["spec"]["ports"][0]["nodePort"])
+    got = world_http(node_ip["node2"], node_port, flows["node2"][0])
+    assert (got["name"], got["client"]) == ("web-2", f"{WORLD_IP}:{flows['node2'][0]}"), got
+
+    # From pods on both nodes: the socket LB translates at connect, no SNAT.
+    for name in ("client", "client2"):
+        pod = pods[name]
+        for frontend in (lb, EXTERNAL_IP):
+            served = set()
+            for _ in range(30):
+                s = tcp(pod, frontend, 80)
+                try:
+                    got = answer(s)
+                finally:
+                    s.close()
+                assert got["client"].rsplit(":", 1)[0] == pod["status"]["podIP"], got
+                served.add(got["name"])
+            assert served == set(HOME), (name, frontend, served)
+            with on_node(pod["spec"]["nodeName"]):
+                u = socket_in(netns_of(pod), socket.AF_INET, socket.SOCK_DGRAM)
+            u.setblocking(True)
+            u.settimeout(3)
+            try:
+                u.connect((frontend, 53))
+                u.send(b"pod-udp")
+                assert u.recv(100) == b"pod-udp"
+                assert u.getpeername() == (frontend, 53)
+            finally:
+                u.close()
+
+    listing = ax("service", "list", "--node", "node1").stdout
+    rows = {tuple(line.split()[1:3]) for line in listing.splitlines()[1:] if line[:1].strip()}
+    assert {(f"{lb}:80", "LoadBalancer"), (f"{EXTERNAL_IP}:80", "ExternalIPs")} <= rows, listing
+    assert (f"{lb}:53/UDP", "LoadBalancer") in rows, listing
 
 
 @pytest.mark.parametrize(

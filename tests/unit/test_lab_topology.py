@@ -1,8 +1,21 @@
 """The lab's plan: addresses and CIDRs, and the checks on its configuration."""
 
+import ipaddress
+import itertools
+
 import pytest
 
-from axoneme.lab.topology import LabConfig, node_plans, pod_netns
+from axoneme.lab.topology import (
+    ANNOUNCED_PREFIXES,
+    EXTERNAL_IP_RANGE,
+    LB_IP_POOL,
+    SERVICE_CIDR,
+    UNDERLAY,
+    WORLD_PREFIXES,
+    LabConfig,
+    node_plans,
+    pod_netns,
+)
 
 
 def test_two_nodes() -> None:
@@ -21,6 +34,8 @@ def test_two_nodes() -> None:
         (LabConfig(pod_cidr="10.42.0.0/33"), "--pod-cidr"),
         (LabConfig(pod_cidr="fd00::/64"), "--pod-cidr"),
         (LabConfig(pod_cidr_mask=31), "--pod-cidr-mask"),
+        (LabConfig(pod_cidr="192.0.2.0/24", pod_cidr_mask=28), "LoadBalancer pool"),
+        (LabConfig(pod_cidr="198.18.0.0/16"), "external IP range"),
     ],
 )
 def test_bad_config_names_the_flag(config: LabConfig, field: str) -> None:
@@ -31,3 +46,10 @@ def test_bad_config_names_the_flag(config: LabConfig, field: str) -> None:
 def test_pod_netns_names_are_short_and_distinct() -> None:
     a, b = pod_netns("demo", "web", "u1"), pod_netns("demo", "web", "u2")
     assert a != b and a.startswith("axn-p-") and len(a) <= 16
+
+
+def test_lab_ranges_are_disjoint_and_the_world_learns_the_service_ones() -> None:
+    ranges = [SERVICE_CIDR, str(UNDERLAY), LB_IP_POOL, EXTERNAL_IP_RANGE, *WORLD_PREFIXES]
+    nets = [ipaddress.ip_network(r) for r in [*ranges, LabConfig().pod_cidr]]
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(nets, 2))
+    assert set(ANNOUNCED_PREFIXES) == {LB_IP_POOL, EXTERNAL_IP_RANGE}

@@ -10,6 +10,7 @@ from axoneme.datapath.linux.netdev import netlink_in
 from axoneme.kit.ethtool import set_gro, set_tx_csum
 from axoneme.kit.netns import entered
 from axoneme.lab.topology import (
+    ANNOUNCED_PREFIXES,
     BRIDGE,
     LAB_NETNS,
     NETNS_PREFIX,
@@ -98,11 +99,17 @@ def create_world(plans: list[NodePlan]) -> None:
 
     Its documentation-range addresses live on ``lo`` (this kernel has no dummy
     links); every node routes their prefixes via the world's underlay address and
-    the world routes each node's pod CIDR via that node, so replies come back. No
-    default route anywhere: the world reaches nothing but the lab.
+    the world routes each node's pod CIDR via that node, so replies come back.
+    LoadBalancer and external-IP addresses (``ANNOUNCED_PREFIXES``) are routed
+    as by an upstream router that learned them from every node: one multipath
+    route, hashed per flow on its 5-tuple (``fib_multipath_hash_policy`` 1), so
+    different connections enter through different nodes. Nodes are fixed for a
+    lab's life, so these routes are too. No default route anywhere: the world
+    reaches nothing but the lab.
     """
     create_namespace(WORLD_NETNS)
     _attach_to_bridge(WORLD_NETNS, WORLD_BRIDGE_PORT)
+    _sysctl(WORLD_NETNS, "net.ipv4.fib_multipath_hash_policy", "1")
     with netlink_in(str(NETNS_DIR / WORLD_NETNS)) as ipr:
         lo = ipr.link_lookup(ifname="lo")[0]
         ipr.link("set", index=lo, state="up")
@@ -113,6 +120,8 @@ def create_world(plans: list[NodePlan]) -> None:
         ipr.link("set", index=eth0, state="up")
         for plan in plans:
             ipr.route("add", dst=plan.pod_cidr, gateway=plan.ip)
+        for prefix in ANNOUNCED_PREFIXES:
+            ipr.route("add", dst=prefix, multipath=[{"gateway": p.ip} for p in plans])
     for plan in plans:
         with netlink_in(str(NETNS_DIR / plan.netns)) as ipr:
             for prefix in WORLD_PREFIXES:

@@ -45,7 +45,14 @@ WORLD_PORTS = ("80/TCP", "53/UDP", "8080/TCP", "5353/UDP", "80/SCTP", "8080/SCTP
 # RFC 5737, like the world's); node ports from Kubernetes' default range.
 SERVICE_CIDR = "10.96.0.0/16"
 LB_IP_POOL = "192.0.2.0/24"
+# Where the lab's services take spec.externalIPs from: a benchmarking range
+# (RFC 2544), apart from every other lab range. Nothing enforces it (Kubernetes
+# accepts any address); only this range is routed to the nodes from the world.
+EXTERNAL_IP_RANGE = "198.18.0.0/24"
 NODE_PORT_RANGE = (30000, 32767)
+# What the world's upstream router has learned from the nodes (as from BGP):
+# both ranges via every node, equal-cost, one node per flow by its 5-tuple.
+ANNOUNCED_PREFIXES = (LB_IP_POOL, EXTERNAL_IP_RANGE)
 # Each node's pods run in this node's own cgroup v2 subtree, and the node's
 # agent attaches its socket load balancer there (on a real node: the root).
 CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")
@@ -89,7 +96,12 @@ class LabConfig:
             raise ValueError(f"--pod-cidr: {exc}") from exc
         if net.version != 4:
             raise ValueError("--pod-cidr: only IPv4 is supported in the lab today")
-        for what, other in (("service CIDR", SERVICE_CIDR), ("underlay", str(UNDERLAY))):
+        for what, other in (
+            ("service CIDR", SERVICE_CIDR),
+            ("underlay", str(UNDERLAY)),
+            ("LoadBalancer pool", LB_IP_POOL),
+            ("external IP range", EXTERNAL_IP_RANGE),
+        ):
             if net.overlaps(ipaddress.ip_network(other)):
                 raise ValueError(f"--pod-cidr: {net} overlaps the lab's {what} {other}")
         if not net.prefixlen <= self.pod_cidr_mask <= 30:
