@@ -15,7 +15,7 @@ from axoneme.datapath.linux.lbmaps import (
     unpack_maglev,
     unpack_slot_key,
 )
-from axoneme.datapath.linux.lbwriter import Ids, program
+from axoneme.datapath.linux.lbprogram import Ids, program
 from axoneme.k8s.service import parse_endpointslice, parse_service
 from axoneme.loadbalancer.state import LBConfig, desired_frontends
 

@@ -392,6 +392,15 @@ class BpfMap:
                 f"{self.name}: value is {len(value)} bytes, map has {self.value_bytes}"
             )
 
+    def _check_all(self, keys: Sequence[bytes], values: Sequence[bytes] = ()) -> None:
+        """_check for many elements: the sizes compared in C, item by item only
+        to name the wrong one (a batch is 10,000s of elements)."""
+        if set(map(len, keys)) | {self.key_size} != {self.key_size} or (
+            values and set(map(len, values)) | {self.value_bytes} != {self.value_bytes}
+        ):
+            for i, key in enumerate(keys):
+                self._check(key, values[i] if values else None)
+
     # Single-element operations. The attr struct is rebuilt field by field
     # (cheap attribute stores) because DELETE_ELEM and LOOKUP need the fields
     # after the key zeroed, and UPDATE needs them set.
@@ -513,28 +522,36 @@ class BpfMap:
 
     def update_batch(self, items: Sequence[tuple[bytes, bytes]], flags: int = BPF_ANY) -> None:
         """Write many elements with one ``MAP_UPDATE_BATCH`` (about 3M/s)."""
-        if not items:
+        if items:
+            ks, vs = zip(*items, strict=True)
+            self.update_batch_kv(ks, vs, flags)
+
+    def update_batch_kv(
+        self, keys: Sequence[bytes], values: Sequence[bytes], flags: int = BPF_ANY
+    ) -> None:
+        """:meth:`update_batch` with keys and values apart (as a dict holds them)."""
+        if len(keys) != len(values):
+            raise ValueError(f"{self.name}: {len(keys)} keys but {len(values)} values")
+        if not keys:
             return
-        for key, value in items:
-            self._check(key, value)
-        keys = ctypes.create_string_buffer(b"".join(k for k, _ in items))
-        values = ctypes.create_string_buffer(b"".join(v for _, v in items))
+        self._check_all(keys, values)
+        kbuf = ctypes.create_string_buffer(b"".join(keys))
+        vbuf = ctypes.create_string_buffer(b"".join(values))
         attr = _BatchAttr(
-            keys=ctypes.addressof(keys),
-            values=ctypes.addressof(values),
-            count=len(items),
+            keys=ctypes.addressof(kbuf),
+            values=ctypes.addressof(vbuf),
+            count=len(keys),
             map_fd=self.fd,
             elem_flags=flags,
         )
         if _call(_MAP_UPDATE_BATCH, attr) < 0:
-            raise _error(_MAP_UPDATE_BATCH, f"{self.name} ({attr.count} of {len(items)} done)")
+            raise _error(_MAP_UPDATE_BATCH, f"{self.name} ({attr.count} of {len(keys)} done)")
 
     def delete_batch(self, keys: Sequence[bytes]) -> None:
         """Remove many keys with one ``MAP_DELETE_BATCH``; every key must exist."""
         if not keys:
             return
-        for key in keys:
-            self._check(key)
+        self._check_all(keys)
         buf = ctypes.create_string_buffer(b"".join(keys))
         attr = _BatchAttr(keys=ctypes.addressof(buf), count=len(keys), map_fd=self.fd)
         if _call(_MAP_DELETE_BATCH, attr) < 0:
