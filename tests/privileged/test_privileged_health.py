@@ -5,10 +5,15 @@ rule in node2's namespace that drops half of what arrives on its underlay
 link (raw table, before routing: probes to the node and to its health
 endpoint both cross it). The alert must appear on node1, then clear once the
 rule is gone and the window has slid past the losses.
+
+Every node maps every health endpoint to ``health`` (4) from the node entries,
+so a policy's ``health`` entity matches a remote node's health endpoint.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +24,9 @@ import pytest
 
 from axoneme.api.client import AgentAPIError, AgentClient
 from axoneme.identity.reserved import HEALTH
+from axoneme.probe.run import ProbeTarget, probe
 from privileged.conftest import lab_config, started_lab
+from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_pods
 from privileged.scrape import scrape, value
 
 LOSS_RULE = [
@@ -127,6 +134,132 @@ def test_every_path_is_probed_and_healthy(health_lab: dict[str, Any]) -> None:
     assert "Cluster health:   2/2 reachable" in out
     assert f"Endpoint connectivity to {health_ip}:" in out
     assert "ALERT" not in out
+
+
+def health_ips(state: dict[str, Any]) -> dict[str, str]:
+    return {
+        node: next(e["ipv4"] for e in agent(state, node).get("/v1/endpoints") if e["identity"] == 4)
+        for node in ("node1", "node2")
+    }
+
+
+def ipcache_rows(node: str) -> dict[str, str]:
+    """``axoneme bpf ipcache``'s rows of one node: prefix → "identity=N tunnelendpoint=IP"."""
+    out = ax("bpf", "ipcache", "list", "--node", node).stdout
+    rows = [line.split(None, 1) for line in out.splitlines()[2:] if line.strip()]
+    return {r[0]: r[1].strip() for r in rows if len(r) == 2}
+
+
+def test_every_node_maps_every_health_endpoint_to_health(health_lab: dict[str, Any]) -> None:
+    ips = health_ips(health_lab)
+    entries = json.loads(ax("get", "clusternodes", "-o", "json").stdout)["items"]
+    published = {e["metadata"]["name"]: e["spec"].get("health", {}).get("ipv4") for e in entries}
+    assert published == ips  # CiliumNode's spec.health.ipv4
+    for node, peer, peer_ip in (
+        ("node1", "node2", "172.30.0.12"),
+        ("node2", "node1", "172.30.0.11"),
+    ):
+
+        def mapped(node: str = node, peer: str = peer, peer_ip: str = peer_ip) -> bool:
+            rows = ipcache_rows(node)
+            return rows.get(f"{ips[peer]}/32") == f"identity={HEALTH} tunnelendpoint={peer_ip}"
+
+        wait_for(f"{node} to map {peer}'s health endpoint to health", mapped, timeout=10)
+        assert ipcache_rows(node)[f"{ips[node]}/32"].startswith(f"identity={HEALTH} ")
+
+
+NS = "hl"
+
+
+def cnp(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "cilium.io/v2",
+        "kind": "CiliumNetworkPolicy",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": spec,
+    }
+
+
+def probe_pod(src: str, dst: str) -> str:
+    return ax("probe", "--timeout", "1", src, dst, check=False).stdout.split()[0]
+
+
+def probe_from_health_netns(node: str, ip: str, port: int) -> str:
+    target = ProbeTarget(f"/run/netns/axn-{node}-health", ip, port, "TCP")
+    return asyncio.run(probe(target, 1.0)).outcome
+
+
+def flows(*args: str) -> list[dict[str, Any]]:
+    out = ax("observe", "-o", "json", "--last", "500", *args).stdout
+    return [r["flow"] for r in map(json.loads, out.splitlines()) if "flow" in r]
+
+
+@pytest.fixture
+def health_policy(health_lab: dict[str, Any]) -> Iterator[dict[str, str]]:
+    """Pods in namespace hl, web (node2) allowing only the health entity in and out."""
+    ax(
+        "apply",
+        "-f",
+        "-",
+        stdin=manifest(
+            namespace(NS),
+            pod_manifest(NS, "web", "node2", {"app": "web"}, [(80, "TCP")]),
+            pod_manifest(NS, "client", "node1", {"app": "client"}, [(80, "TCP")]),
+        ),
+    )
+    pods = wait_pods(NS, {"web", "client"})
+    policy = cnp(
+        "health-only",
+        {
+            "endpointSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{"fromEntities": ["health"]}],
+            "egress": [{"toEntities": ["health"]}],
+        },
+    )
+    out = ax("policy", "import", "-f", "-", stdin=manifest(policy)).stdout
+    ax("policy", "wait", out.strip().splitlines()[-1].split()[-1], "--timeout", "30")
+    try:
+        yield {name: p["status"]["podIP"] for name, p in pods.items()}
+    finally:
+        out = ax("policy", "delete", "--all").stdout
+        ax("policy", "wait", out.strip().splitlines()[-1].split()[-1], "--timeout", "30")
+
+
+def test_the_health_entity_matches_remote_health_endpoints(
+    health_lab: dict[str, Any], health_policy: dict[str, str]
+) -> None:
+    ips = health_ips(health_lab)
+    web = health_policy["web"]
+    # Egress toEntities [health]: node1's health endpoint (its HTTP responder) is
+    # reachable from web on node2, a pod on node1 is not. Before the node entry
+    # carried the address, node2 saw it as world and denied it.
+    assert probe_pod(f"{NS}/web", f"{ips['node1']}:4240/TCP") == "reachable"
+    assert probe_pod(f"{NS}/web", f"{health_policy['client']}:80/TCP") == "timeout"
+    # Ingress fromEntities [health]: node1's health endpoint gets in, a pod does not.
+    assert probe_from_health_netns("node1", web, 80) == "reachable"
+    assert probe_pod(f"{NS}/client", f"{NS}/web:80/TCP") == "timeout"
+
+    # node2's observer names the remote health endpoint as health, both ways.
+    seen = flows("--node-name", "node2", "--type", "policy-verdict", "--identity", str(HEALTH))
+    ingress = [
+        f for f in seen
+        if f["IP"]["source"] == ips["node1"] and f["IP"]["destination"] == web
+        and f["trafficDirection"] == "INGRESS" and f["verdict"] == "FORWARDED"
+    ]  # fmt: skip
+    assert ingress and ingress[0]["source"]["identity"] == HEALTH, seen
+    assert "reserved:health" in ingress[0]["source"]["labels"]
+    egress = [
+        f for f in seen
+        if f["IP"]["source"] == web and f["IP"]["destination"] == ips["node1"]
+        and f["trafficDirection"] == "EGRESS" and f["verdict"] == "FORWARDED"
+    ]  # fmt: skip
+    assert egress and egress[0]["destination"]["identity"] == HEALTH, seen
+
+    # A policy on pods does not touch the health paths: every probe still answers.
+    for node in ("node1", "node2"):
+        report = agent(health_lab, node).get("/v1/health")
+        assert all(p["lastOk"] for n in report["nodes"] for p in n["paths"]), report
+        assert not [a for a in report["alerts"] if a["metric"] == "loss"], report["alerts"]
 
 
 def test_lossy_link_raises_the_loss_alert_and_it_clears(health_lab: dict[str, Any]) -> None:
