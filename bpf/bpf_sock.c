@@ -26,7 +26,6 @@
 
 #define SYS_REJECT 0
 #define SYS_PROCEED 1
-#define NSEC_PER_SEC 1000000000ULL
 
 static __always_inline __u32 select_maglev(const struct lb_svc *svc, const struct lb_svc_key *key,
 					   struct bpf_sock_addr *ctx)
@@ -64,19 +63,6 @@ static __always_inline __u32 select_random(const struct lb_svc *svc)
 	return id ? *id : 0;
 }
 
-/* A backend still usable for new connections of this service. */
-static __always_inline const struct lb_backend *usable(__u32 id, __u32 svc_id)
-{
-	const struct lb_backend *be;
-
-	if (!id)
-		return 0;
-	be = bpf_map_lookup_elem(&axo_lb_backend, &id);
-	if (!be || be->svc_id != svc_id || (be->flags & LB_BE_TERMINATING))
-		return 0;
-	return be;
-}
-
 /* 0: translated or not a service; negative errno: refuse the call. */
 static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx)
 {
@@ -85,13 +71,11 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx)
 		.dport = (__u16)ctx->user_port,
 		.proto = (__u8)ctx->protocol,
 	};
-	struct lb_affinity_key akey = {};
 	struct lb_revnat_key rkey = {};
 	struct lb_revnat rnat = {};
 	const struct lb_backend *be = 0;
 	const struct lb_svc *svc;
-	struct lb_affinity *aff;
-	__u64 now = 0;
+	__u64 now = 0, client = 0;
 	__u32 id = 0;
 
 	svc = bpf_map_lookup_elem(&axo_lb_svc, &key);
@@ -101,25 +85,17 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx)
 		return -ECONNREFUSED;
 	if (svc->flags & LB_F_AFFINITY) {
 		now = bpf_ktime_get_ns();
-		akey.client = bpf_get_netns_cookie(ctx);
-		akey.svc_id = svc->svc_id;
-		aff = bpf_map_lookup_elem(&axo_lb_affinity, &akey);
-		if (aff && now - aff->last_ns <= (__u64)svc->affinity_timeout * NSEC_PER_SEC) {
-			id = aff->backend_id;
-			be = usable(id, svc->svc_id);
-		}
+		client = bpf_get_netns_cookie(ctx);
+		be = lb_affinity_get(svc, client, now, &id);
 	}
 	if (!be) {
 		id = (svc->flags & LB_F_MAGLEV) ? select_maglev(svc, &key, ctx) : select_random(svc);
-		be = usable(id, svc->svc_id);
+		be = lb_usable(id, svc->svc_id);
 	}
 	if (!be)
 		return -EHOSTUNREACH; /* the agent is mid-update: no half-written choice */
-	if (svc->flags & LB_F_AFFINITY) {
-		struct lb_affinity value = {.last_ns = now, .backend_id = id};
-
-		bpf_map_update_elem(&axo_lb_affinity, &akey, &value, BPF_ANY);
-	}
+	if (svc->flags & LB_F_AFFINITY)
+		lb_affinity_set(svc, client, now, id);
 	rkey.cookie = bpf_get_socket_cookie(ctx);
 	rkey.ip = be->ip;
 	rkey.port = be->port;

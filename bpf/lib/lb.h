@@ -7,7 +7,9 @@
  *   axo_lb_slot      {svc id, slot 1..count} -> backend id (active backends only)
  *   axo_lb_backend   backend id -> {ip, port, proto, flags, svc id}
  *   axo_lb_maglev    svc id -> Maglev lookup table of backend ids (Maglev services)
- *   axo_lb_affinity  {client netns cookie, svc id} -> backend id, last use (ClientIP)
+ *   axo_lb_affinity  {client, svc id} -> backend id, last use (ClientIP): the
+ *                    client is a netns cookie for the socket LB, an IPv4
+ *                    address (LB_AFFINITY_CLIENT_IP) for north-south traffic
  *   axo_lb_revnat    {socket cookie, backend ip, port} -> {vip, port}: what
  *                    recvmsg4/getpeername4 show the application instead of the backend
  *
@@ -82,7 +84,8 @@ struct lb_backend {
 
 /* axo_lb_affinity key and value. 16 bytes each. */
 struct lb_affinity_key {
-	__u64 client; /* the client's netns cookie: one pod, or the node */
+	__u64 client; /* the client's netns cookie (one pod, or the node), or
+		       * LB_AFFINITY_CLIENT_IP | its IPv4 address (NBO) */
 	__u32 svc_id;
 	__u32 pad;
 };
@@ -160,6 +163,48 @@ struct {
 	__uint(max_entries, LB_REVNAT_MAP_SIZE);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } axo_lb_revnat SEC(".maps");
+
+#define NSEC_PER_SEC 1000000000ULL
+/* lb_affinity_key.client of a north-south client, by address: netns cookies
+ * count up from 1 and never reach the top bit, so the two kinds never meet. */
+#define LB_AFFINITY_CLIENT_IP (1ULL << 63)
+
+/* A backend still usable for new connections of this service. */
+static __always_inline const struct lb_backend *lb_usable(__u32 id, __u32 svc_id)
+{
+	const struct lb_backend *be;
+
+	if (!id)
+		return 0;
+	be = bpf_map_lookup_elem(&axo_lb_backend, &id);
+	if (!be || be->svc_id != svc_id || (be->flags & LB_BE_TERMINATING))
+		return 0;
+	return be;
+}
+
+/* sessionAffinity: ClientIP: the backend this client was last given within the
+ * service's timeout, if still usable (*id set), else NULL. */
+static __always_inline const struct lb_backend *lb_affinity_get(const struct lb_svc *svc,
+								__u64 client, __u64 now, __u32 *id)
+{
+	struct lb_affinity_key key = {.client = client, .svc_id = svc->svc_id};
+	const struct lb_affinity *aff = bpf_map_lookup_elem(&axo_lb_affinity, &key);
+
+	if (!aff || now - aff->last_ns > (__u64)svc->affinity_timeout * NSEC_PER_SEC)
+		return 0;
+	*id = aff->backend_id;
+	return lb_usable(*id, svc->svc_id);
+}
+
+/* Remember (or refresh: each new connection restarts the timeout) the choice. */
+static __always_inline void lb_affinity_set(const struct lb_svc *svc, __u64 client, __u64 now,
+					    __u32 id)
+{
+	struct lb_affinity_key key = {.client = client, .svc_id = svc->svc_id};
+	struct lb_affinity value = {.last_ns = now, .backend_id = id};
+
+	bpf_map_update_elem(&axo_lb_affinity, &key, &value, BPF_ANY);
+}
 
 /* A 32-bit mix (murmur3's finaliser over each word); the Python twin is
  * axoneme.loadbalancer.maglev.flow_hash, so tests can predict selections. */

@@ -170,17 +170,30 @@ static __always_inline int nodeport_select(const struct lb_nat_key *t,
 {
 	struct lb_svc_key key = {.vip = t->daddr, .dport = t->dport, .proto = t->proto};
 	const struct lb_svc *svc;
-	__u32 id;
+	__u64 now = 0, client = 0;
+	__u32 id = 0;
 
 	svc = bpf_map_lookup_elem(&axo_lb_svc, &key);
 	if (!svc || !(svc->flags & (LB_F_NODEPORT | LB_F_EXTERNAL_IP | LB_F_LOADBALANCER)))
 		return 0;
 	if (!svc->count)
 		return DROP_SERVICE_BACKEND_NOT_FOUND; /* none (here: externalTrafficPolicy Local) */
-	id = nodeport_pick(svc, t);
-	*be = id ? bpf_map_lookup_elem(&axo_lb_backend, &id) : 0;
-	if (!*be || (*be)->svc_id != svc->svc_id)
+	*be = 0;
+	if (svc->flags & LB_F_AFFINITY) {
+		/* ClientIP: keyed by the client's address, as Cilium's north-south
+		 * affinity (and the socket LB's by netns cookie) in the same map. */
+		now = bpf_ktime_get_ns();
+		client = LB_AFFINITY_CLIENT_IP | t->saddr;
+		*be = lb_affinity_get(svc, client, now, &id);
+	}
+	if (!*be) {
+		id = nodeport_pick(svc, t);
+		*be = lb_usable(id, svc->svc_id);
+	}
+	if (!*be)
 		return DROP_SERVICE_BACKEND_NOT_FOUND;
+	if (svc->flags & LB_F_AFFINITY)
+		lb_affinity_set(svc, client, now, id);
 	return 1;
 }
 

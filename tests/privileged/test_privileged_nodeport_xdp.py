@@ -180,6 +180,22 @@ def test_node_port_local_backend_is_translated_in_xdp(node_ip: dict[str, str]) -
     assert after.forwarded == before.forwarded, (before, after)
 
 
+def test_client_ip_affinity_in_xdp(node_ip: dict[str, str]) -> None:
+    """sessionAffinity: ClientIP is honoured by XDP's backend choice too (the
+    choice is lib/nodeport.h's, shared with tc): new connections stay on one
+    backend, and XDP served them."""
+    sticky = node_port_service("sticky", {"app": "web"}, 30480, 30453)
+    sticky["spec"]["sessionAffinity"] = "ClientIP"
+    ax("apply", "-f", "-", stdin=manifest(sticky))
+    wait_served(node_ip["node1"], 30480)
+    before = stats("node1")
+    served = {world_http(node_ip["node1"], 30480)["name"] for _ in range(20)}
+    after = stats("node1")
+    assert len(served) == 1, served
+    xdp_served = (after.forwarded - before.forwarded) + (after.to_stack - before.to_stack)
+    assert xdp_served >= 20 * 3, (before, after)
+
+
 def refused(ip: str, port: int, kind: int) -> float:
     """Seconds until a world TCP connect / connected UDP receive is refused."""
     s = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, kind)
