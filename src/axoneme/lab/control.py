@@ -32,6 +32,7 @@ from axoneme.lab.topology import (
     LAB_DIR,
     LabConfig,
     cni_bin_dir,
+    machine_clashes,
     node_plans,
     state_file,
 )
@@ -151,6 +152,13 @@ def up(config: LabConfig, timeout: float = 90.0) -> dict[str, Any]:
     state = read_state()
     if state and alive(state.get("supervisorPid")):
         raise LabError("a lab is already running; run `axoneme lab down` first")
+    clashes = machine_clashes(netsetup.machine_networks())
+    if clashes:
+        lab, machine = clashes[0]
+        raise LabError(
+            f"the lab routes {lab}, which overlaps this machine's network {machine}; "
+            "change the lab's ranges in lab/topology.py"
+        )
     down(grace=5.0)  # whatever a crashed run left
     LAB_DIR.mkdir(parents=True, mode=0o755)
     write_launcher(cni_bin_dir() / "axoneme-cni", Path(axoneme.__file__).parent.parent)

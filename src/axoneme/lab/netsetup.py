@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
+
+from pyroute2 import IPRoute
 
 from axoneme.datapath.linux.netdev import netlink_in
 from axoneme.kit.ethtool import set_gro, set_tx_csum
@@ -25,6 +28,21 @@ from axoneme.lab.topology import (
 )
 
 NETNS_DIR = Path("/run/netns")
+
+
+def machine_networks() -> list[str]:
+    """The IPv4 networks the machine's own namespace uses: its addresses' subnets,
+    route destinations and gateways (read only; ``lab up`` keeps clear of them)."""
+    out = []
+    with IPRoute() as ipr:
+        for a in ipr.get_addr(family=socket.AF_INET):
+            out.append(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+        for r in ipr.get_routes(family=socket.AF_INET, table=254):
+            if r.get_attr("RTA_DST"):
+                out.append(f"{r.get_attr('RTA_DST')}/{r['dst_len']}")
+            if r.get_attr("RTA_GATEWAY"):
+                out.append(f"{r.get_attr('RTA_GATEWAY')}/32")
+    return out
 
 
 def lab_namespaces() -> list[str]:

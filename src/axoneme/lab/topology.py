@@ -41,18 +41,38 @@ WORLD_PORTS = ("80/TCP", "53/UDP", "8080/TCP", "5353/UDP", "80/SCTP", "8080/SCTP
 
 # Services: cluster IPs come from SERVICE_CIDR (kube-apiserver's customary
 # range, apart from the pod CIDR and the underlay); LoadBalancer services get
-# their status.loadBalancer.ingress from LB_IP_POOL (a documentation range,
-# RFC 5737, like the world's); node ports from Kubernetes' default range.
+# their status.loadBalancer.ingress from LB_IP_POOL, and the lab's services
+# take spec.externalIPs from EXTERNAL_IP_RANGE (nothing enforces it: Kubernetes
+# accepts any address; only this range is routed to the nodes from the world).
+# Both are benchmarking ranges (RFC 2544), apart from every other lab range and
+# from the documentation ranges, which machines do use (this one's own network
+# is 192.0.2.0/24); `lab up` refuses to start if the machine uses them anyway.
+# Node ports come from Kubernetes' default range.
 SERVICE_CIDR = "10.96.0.0/16"
-LB_IP_POOL = "192.0.2.0/24"
-# Where the lab's services take spec.externalIPs from: a benchmarking range
-# (RFC 2544), apart from every other lab range. Nothing enforces it (Kubernetes
-# accepts any address); only this range is routed to the nodes from the world.
+LB_IP_POOL = "198.18.1.0/24"
 EXTERNAL_IP_RANGE = "198.18.0.0/24"
 NODE_PORT_RANGE = (30000, 32767)
 # What the world's upstream router has learned from the nodes (as from BGP):
 # both ranges via every node, equal-cost, one node per flow by its 5-tuple.
 ANNOUNCED_PREFIXES = (LB_IP_POOL, EXTERNAL_IP_RANGE)
+# Prefixes the lab routes between its namespaces that are not its own links'.
+ROUTED_PREFIXES = (*ANNOUNCED_PREFIXES, *WORLD_PREFIXES)
+
+
+def machine_clashes(machine: list[str]) -> list[tuple[str, str]]:
+    """(lab prefix, machine network) pairs that overlap, for the networks the
+    machine's own namespace uses (its addresses' subnets, route destinations and
+    gateways): a lab route to such a prefix would point at the machine's network."""
+    lab = [ipaddress.ip_network(p) for p in ROUTED_PREFIXES]
+    return [
+        (str(p), str(m))
+        for m in (ipaddress.ip_network(n, strict=False) for n in machine)
+        if m.version == 4 and m.prefixlen > 0
+        for p in lab
+        if p.overlaps(m)
+    ]
+
+
 # Each node's pods run in this node's own cgroup v2 subtree, and the node's
 # agent attaches its socket load balancer there (on a real node: the root).
 CGROUP2_ROOT = Path("/sys/fs/cgroup/unified")
