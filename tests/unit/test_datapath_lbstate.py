@@ -17,7 +17,7 @@ from axoneme.datapath.linux.lbmaps import (
     unpack_maglev,
     unpack_slot_key,
 )
-from axoneme.datapath.linux.lbprogram import Ids, Settings, frontend_key, ids_of, program
+from axoneme.datapath.linux.lbprogram import IdPool, Ids, Settings, frontend_key, ids_of, program
 from axoneme.datapath.linux.lbstate import LBState, MapEntries
 from axoneme.loadbalancer.state import BackendAddr, Frontend
 
@@ -180,9 +180,20 @@ def test_a_change_costs_only_its_own_entries() -> None:
         "axo_lb_slot": 1,
     }
     assert {n: len(v) for n, v in plan.stale.items() if v} == {"axo_lb_backend": 1}
-    assert [frontend_key(p.frontend) for p in plan.programmed.values() if p] == [(VIPS[0], 80, 6)]
+    assert [frontend_key(p.frontend) for p in plan.programmed.values() if p] == [
+        (VIPS[0], 80, 6, 0)
+    ]
 
 
 def test_changes_before_a_full_sync_are_refused() -> None:
     with pytest.raises(RuntimeError, match="full sync"):
         LBState({}).plan_apply({}, {})
+
+
+def test_id_pool_takes_the_smallest_free_id_and_ignores_odd_ones() -> None:
+    pool = IdPool([1, 3, 0xFFFFFFFF])
+    assert [pool.take(), pool.take(), pool.take()] == [2, 4, 5]
+    pool.give_back([3, 1])
+    assert pool.take_many(3) == (1, 3, 6)
+    fresh = IdPool()
+    assert fresh.take_many(3) == (1, 2, 3) and fresh.take() == 4

@@ -31,6 +31,8 @@ from axoneme.datapath.linux.lbmaps import (
     LB_BE_TERMINATING,
     LB_F_AFFINITY,
     LB_F_MAGLEV,
+    LB_F_TWO_SCOPES,
+    LB_SCOPE_INT,
     PROTO_NUMBERS,
     SLOT_KEY,
     SVC_KEY,
@@ -58,7 +60,7 @@ __all__ = [
     "program",
 ]
 
-FrontendKey = tuple[str, int, int]  # vip, port, IP protocol number: what axo_lb_svc keys hold
+FrontendKey = tuple[str, int, int, int]  # vip, port, IP protocol, scope: axo_lb_svc's key
 FrontendRef = Hashable  # a Frontend.key: one frontend of the node's desired state
 BackendKey = tuple[int, str, int, int]  # svc id, ip, port, proto number
 # Writes go in this order, deletions in the reverse: the datapath never follows
@@ -75,7 +77,7 @@ _aton = functools.lru_cache(maxsize=1 << 16)(socket.inet_aton)
 
 def frontend_key(fe: Frontend) -> FrontendKey:
     """The frontend as its axo_lb_svc key says it (how ids are found again after a restart)."""
-    return (fe.ip, fe.port, PROTO_NUMBERS[fe.protocol])
+    return (fe.ip, fe.port, PROTO_NUMBERS[fe.protocol], LB_SCOPE_INT if fe.internal else 0)
 
 
 @dataclass
@@ -87,28 +89,42 @@ class Ids:
 
 
 class IdPool:
-    """Ids from 1 up, the smallest free first, in O(log n) per id."""
+    """Ids from 1 up, the smallest free first. Gaps are found by walking up
+    lazily, so one odd id read from the maps (0xffffffff) costs nothing."""
 
     def __init__(self, used: Iterable[int] = ()) -> None:
-        taken = set(used)
-        self._top = max(taken, default=0)
-        self._free = [i for i in range(1, self._top) if i not in taken]  # sorted: a heap
+        self._taken = set(used)
+        self._top = max(self._taken, default=0)
+        self._next = 1  # every id below it is taken or in _free
+        self._free: list[int] = []  # given back below _next: a heap
 
     def take(self) -> int:
+        while self._next in self._taken:
+            self._next += 1
         if self._free:
-            return heapq.heappop(self._free)
-        self._top += 1
-        return self._top
+            i = heapq.heappop(self._free)
+        else:
+            i = self._next
+            self._next += 1
+        self._taken.add(i)
+        self._top = max(self._top, i)
+        return i
 
     def take_many(self, n: int) -> tuple[int, ...]:
-        if not self._free:  # the common case: a run above the highest
-            self._top += n
-            return tuple(range(self._top - n + 1, self._top + 1))
-        return tuple(self.take() for _ in range(n))
+        if self._free or self._next <= self._top:
+            return tuple(self.take() for _ in range(n))
+        # The common case: a run above every id in use.
+        ids = range(self._next, self._next + n)
+        self._taken.update(ids)
+        self._next += n
+        self._top = self._next - 1
+        return tuple(ids)
 
     def give_back(self, ids: Iterable[int]) -> None:
         for i in ids:
-            heapq.heappush(self._free, i)
+            self._taken.discard(i)
+            if i < self._next:  # the walk up finds the others
+                heapq.heappush(self._free, i)
 
 
 @dataclass(frozen=True)
@@ -142,7 +158,7 @@ class Programmed(NamedTuple):
             [i.to_bytes(4, "little") for i in self.backend_ids],
             [id4],
             [SLOT_KEY.pack(svc_id, s) for s in range(1, len(self.backend_ids) + 1)],
-            [SVC_KEY.pack(_aton(fe.ip), _NPORT[fe.port], PROTO_NUMBERS[fe.protocol])],
+            [SVC_KEY.pack(_aton(fe.ip), _NPORT[fe.port], *frontend_key(fe)[2:])],
         )
 
 
@@ -180,6 +196,7 @@ def pack_into(
         for slot, be_id in enumerate(active_ids, start=1):
             slot_map[slot_pack(svc_id, slot)] = id_bytes(be_id)
         flags = (LB_F_AFFINITY if fe.affinity_timeout else 0) | KIND_FLAGS.get(fe.type, 0)
+        flags |= LB_F_TWO_SCOPES if fe.two_scopes else 0
         size = 0
         if fe.algorithm == "maglev" and active_ids:
             flags |= LB_F_MAGLEV
@@ -189,7 +206,8 @@ def pack_into(
             if cache_key not in maglev_cache:
                 maglev_cache[cache_key] = pack_maglev(maglev.table(named, size))
             mag_map[id_bytes(svc_id)] = maglev_cache[cache_key]
-        svc_map[svc_key_pack(aton(fe.ip), nport[fe.port], proto)] = svc_pack(
+        scope = LB_SCOPE_INT if fe.internal else 0
+        svc_map[svc_key_pack(aton(fe.ip), nport[fe.port], proto, scope)] = svc_pack(
             svc_id, len(active_ids), flags, fe.affinity_timeout, size
         )
 
