@@ -3,7 +3,8 @@
 For N = 10, 1,000 and 10,000 ClusterIP Services (2 endpoints each), side by side:
 
 - **programming time**: Axoneme writes its maps from empty (``LBWriter.sync``:
-  compute + batched map writes) and then adds one Service (a diff); the
+  compute + batched map writes) and then adds one Service (``LBWriter.apply``,
+  the agent's path for one changed Service: only its entries); the
   baseline loads kube-proxy's iptables-mode rules (``suite/kubeproxy.py``:
   KUBE-SERVICES -> KUBE-SVC-* -> KUBE-SEP-* with ``statistic random``) with
   ``iptables-nft-restore`` and ``iptables-legacy-restore``;
@@ -214,9 +215,9 @@ def socket_lb(n: int) -> Iterator[tuple[float, float]]:
         writer.sync(fes[:n], 16381)
         full = time.perf_counter() - started
         started = time.perf_counter()
-        writer.sync(fes, 16381)
+        writer.apply({fes[n].key: fes[n]})  # the agent's path for one changed Service
         plus_one = time.perf_counter() - started
-        writer.sync(fes[:n], 16381)
+        writer.apply({fes[n].key: None})
         yield full, plus_one
     finally:
         writer.close()
