@@ -81,6 +81,14 @@ static __always_inline int xlate_fwd(struct bpf_sock_addr *ctx)
 	svc = bpf_map_lookup_elem(&axo_lb_svc, &key);
 	if (!svc)
 		return 0;
+	if (svc->flags & LB_F_TWO_SCOPES) {
+		/* In-cluster clients reach every backend of an externalTrafficPolicy:
+		 * Local frontend; its external entry holds only this node's. */
+		key.scope = LB_SCOPE_INT;
+		svc = bpf_map_lookup_elem(&axo_lb_svc, &key);
+		if (!svc)
+			return -EHOSTUNREACH; /* the agent is mid-update */
+	}
 	if (!svc->count)
 		return -ECONNREFUSED;
 	if (svc->flags & LB_F_AFFINITY) {

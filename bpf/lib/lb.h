@@ -3,7 +3,7 @@
  * Service load balancing: the maps shared by the socket LB (bpf_sock.c) and
  * the agent (src/axoneme/datapath/linux/lbmaps.py holds the Python twins).
  *
- *   axo_lb_svc       {vip, port, proto} -> service: id, active backend count, flags
+ *   axo_lb_svc       {vip, port, proto, scope} -> service: id, active backend count, flags
  *   axo_lb_slot      {svc id, slot 1..count} -> backend id (active backends only)
  *   axo_lb_backend   backend id -> {ip, port, proto, flags, svc id}
  *   axo_lb_maglev    svc id -> Maglev lookup table of backend ids (Maglev services)
@@ -45,6 +45,16 @@
 #define LB_F_EXTERNAL_IP (1U << 2)
 #define LB_F_LOADBALANCER (1U << 3)
 #define LB_F_NODEPORT (1U << 4)
+/* externalTrafficPolicy: Local on a LoadBalancer / external-IP / NodePort
+ * frontend: this entry (scope LB_SCOPE_EXT) holds the node's own backends,
+ * for clients outside the cluster; in-cluster clients (the socket LB) use the
+ * twin entry of scope LB_SCOPE_INT, which holds every backend (Cilium's
+ * SVC_FLAG_TWO_SCOPES). */
+#define LB_F_TWO_SCOPES (1U << 5)
+
+/* lb_svc_key.scope. North-south (tc, XDP) looks up only LB_SCOPE_EXT. */
+#define LB_SCOPE_EXT 0
+#define LB_SCOPE_INT 1
 
 /* lb_backend.flags */
 #define LB_BE_TERMINATING (1U << 0)
@@ -55,7 +65,7 @@ struct lb_svc_key {
 	__u32 vip;   /* NBO */
 	__u16 dport; /* NBO */
 	__u8 proto;  /* IPPROTO_TCP / UDP / SCTP */
-	__u8 pad;
+	__u8 scope;  /* LB_SCOPE_*: INT only in the twin of an LB_F_TWO_SCOPES entry */
 };
 
 /* axo_lb_svc value. 16 bytes. */

@@ -651,6 +651,13 @@ def test_load_balancer_and_external_ips_from_outside_and_pods(
     assert {(f"{lb}:80", "LoadBalancer"), (f"{EXTERNAL_IP}:80", "ExternalIPs")} <= rows, listing
     assert (f"{lb}:53/UDP", "LoadBalancer") in rows, listing
 
+    # externalTrafficPolicy: Local is for external clients only: pods on both
+    # nodes, node1's included (no web-2 there), reach web-2 through the
+    # internal twin of the entry the world is refused by on node1.
+    assert {backend_of(pods[n], lb_local, 80) for n in ("client", "client2")} == {"web-2"}
+    assert (f"{lb_local}:80/i", "LoadBalancer") in rows, listing
+    assert "two-scopes" in ax("bpf", "lb", "list", "--node", "node1").stdout
+
 
 @pytest.mark.parametrize(
     ("obj", "field"),

@@ -9,6 +9,9 @@ from axoneme.datapath.linux.lbmaps import (
     LB_BE_TERMINATING,
     LB_F_AFFINITY,
     LB_F_MAGLEV,
+    LB_F_TWO_SCOPES,
+    LB_SCOPE_EXT,
+    LB_SCOPE_INT,
     Backend,
     SvcKey,
     SvcValue,
@@ -151,8 +154,8 @@ def test_program_maps_and_stable_ids() -> None:
     assert again.maps == contents.maps and ids2 == ids
     more = desired_frontends([svc, service("other", clusterIP="10.96.0.12")], slices, CFG)
     _, ids3 = program(more, ids, maglev_size=251)
-    assert ids3.svc[("10.96.0.10", 80, 6)] == web.svc_id
-    assert ids3.svc[("10.96.0.12", 80, 6)] not in (web.svc_id,)
+    assert ids3.svc[("10.96.0.10", 80, 6, 0)] == web.svc_id
+    assert ids3.svc[("10.96.0.12", 80, 6, 0)] not in (web.svc_id,)
 
 
 def test_node_port_frontends_and_external_traffic_policy_local() -> None:
@@ -166,11 +169,17 @@ def test_node_port_frontends_and_external_traffic_policy_local() -> None:
     both = (ep("10.42.1.2", "node1"), ep("10.42.2.2", "node2"))
     slices = [slice_(*both), slice_(*both, service="loc")]
     fes = desired_frontends([cluster, local], slices, LBConfig("node1", node_ip="172.30.0.11"))
-    by = {(f.ip, f.port): f for f in fes}
+    by = {(f.ip, f.port): f for f in fes if not f.internal}
     assert by[("172.30.0.11", 30080)].type == "NodePort"
     assert len(by[("172.30.0.11", 30080)].active) == 2
     assert [b.ip for b in by[("172.30.0.11", 30081)].active] == ["10.42.1.2"]
     assert len(by[("10.96.0.11", 80)].active) == 2  # the cluster IP keeps every backend
+    # externalTrafficPolicy: Local: the external entry has an internal twin with
+    # every backend, for in-cluster clients; eTP Cluster and cluster IPs have none.
+    (twin,) = [f for f in fes if f.internal]
+    assert (twin.ip, twin.port, len(twin.active)) == ("172.30.0.11", 30081, 2)
+    assert by[("172.30.0.11", 30081)].two_scopes and not twin.two_scopes
+    assert not any(f.two_scopes for f in fes if f.port != 30081)
     assert desired_frontends([cluster], slices, CFG)[0].type == "ClusterIP"  # no node IP: none
     contents, _ = program(fes, Ids(), 251, node="node1")
     flags = {
@@ -178,3 +187,8 @@ def test_node_port_frontends_and_external_traffic_policy_local() -> None:
         for v in contents.maps["axo_lb_backend"].values()
     }
     assert flags["10.42.1.2"] & LB_BE_LOCAL and not flags["10.42.2.2"] & LB_BE_LOCAL
+    svcs = {SvcKey.unpack(k): SvcValue.unpack(v) for k, v in contents.maps["axo_lb_svc"].items()}
+    ext, internal = (svcs[SvcKey("172.30.0.11", 30081, 6, s)] for s in (LB_SCOPE_EXT, LB_SCOPE_INT))
+    assert ext.flags & LB_F_TWO_SCOPES and not internal.flags & LB_F_TWO_SCOPES
+    assert (ext.count, internal.count) == (1, 2) and ext.svc_id != internal.svc_id
+    assert not svcs[SvcKey("172.30.0.11", 30080, 6)].flags & LB_F_TWO_SCOPES

@@ -133,7 +133,9 @@ def lb_views(pin_dir: Path) -> list[LBView]:
         views.append(
             LBView(
                 svc.svc_id,
-                f"{key.vip}:{key.port}" + ("" if proto == "TCP" else f"/{proto}"),
+                f"{key.vip}:{key.port}"
+                + ("" if proto == "TCP" else f"/{proto}")
+                + ("/i" if key.scope else ""),  # the internal twin, as Cilium marks it
                 kind_of(svc.flags),
                 svc.flags,
                 active,
@@ -155,12 +157,13 @@ def service_list(pin_dir: Path) -> str:
 
 def bpf_lb_list(pin_dir: Path) -> str:
     """``cilium bpf lb list``: every service entry and its backend slots."""
-    from axoneme.datapath.linux.lbmaps import LB_F_AFFINITY, LB_F_MAGLEV
+    from axoneme.datapath.linux.lbmaps import LB_F_AFFINITY, LB_F_MAGLEV, LB_F_TWO_SCOPES
 
     rows: list[list[str]] = []
     for v in lb_views(pin_dir):
         tags = [v.kind] + (["maglev"] if v.flags & LB_F_MAGLEV else [])
         tags += ["sessionAffinity"] if v.flags & LB_F_AFFINITY else []
+        tags += ["two-scopes"] if v.flags & LB_F_TWO_SCOPES else []
         rows.append([v.frontend, f"0.0.0.0:0 ({v.svc_id}) (0) [{', '.join(tags)}]"])
         rows += [["", f"{a} ({v.svc_id}) ({s})"] for s, a in v.slots]
     return table(["SERVICE ADDRESS", "BACKEND ADDRESS (REVNAT_ID) (SLOT)"], rows)

@@ -11,7 +11,11 @@ protocol, as kube-proxy matches them:
 - terminating backends are listed too (``service list`` shows them, existing
   connections keep them) but take no new connections while others are ready;
 - ``internalTrafficPolicy: Local`` limits a cluster-IP frontend to the
-  node's own backends.
+  node's own backends;
+- ``externalTrafficPolicy: Local`` limits the other frontends to the node's
+  own backends for clients outside the cluster only: each such frontend gets
+  an *internal* twin with every backend, which in-cluster clients (the socket
+  LB) use instead, as Cilium's two-scope service entries.
 """
 
 from __future__ import annotations
@@ -69,10 +73,14 @@ class Frontend:
     active: tuple[BackendAddr, ...]  # those new connections may pick
     algorithm: Algorithm = "random"
     affinity_timeout: int = 0  # seconds; 0: no session affinity
+    # externalTrafficPolicy: Local: this (external) frontend has an internal twin;
+    # internal: this is that twin, for in-cluster clients.
+    two_scopes: bool = False
+    internal: bool = False
 
     @property
-    def key(self) -> tuple[str, int, str]:
-        return (self.ip, self.port, self.protocol)
+    def key(self) -> tuple[str, int, str, bool]:
+        return (self.ip, self.port, self.protocol, self.internal)
 
 
 def _algorithm(svc: Service, default: Algorithm) -> Algorithm:
@@ -107,7 +115,7 @@ def desired_frontends(
     services: Iterable[Service], slices: Iterable[EndpointSlice], config: LBConfig
 ) -> list[Frontend]:
     slices = list(slices)
-    out: dict[tuple[str, int, str], Frontend] = {}
+    out: dict[tuple[str, int, str, bool], Frontend] = {}
     for svc in sorted(services, key=lambda s: s.ref):
         if svc.headless or not svc.cluster_ip:
             continue  # headless: DNS only; no IP yet: nothing to serve
@@ -123,25 +131,37 @@ def desired_frontends(
             if sp.node_port and config.node_ip and svc.type in ("NodePort", "LoadBalancer"):
                 addresses.append((config.node_ip, "NodePort"))
                 ports["NodePort"] = sp.node_port
+            local = [b for b in backends if b.node == config.node]
             for ip, kind in addresses:
                 chosen = backends
                 if kind == "ClusterIP" and svc.internal_traffic_policy == "Local":
-                    chosen = [b for b in backends if b.node == config.node]
-                if kind != "ClusterIP" and svc.external_traffic_policy == "Local":
-                    # External clients keep their address: only this node's backends.
-                    chosen = [b for b in backends if b.node == config.node]
-                fe = Frontend(
-                    ip=ip,
-                    port=ports[kind],
-                    protocol=sp.protocol,
-                    type=kind,
-                    service=svc.ref,
-                    port_name=sp.name,
-                    backends=tuple(chosen),
-                    active=_active(chosen),
-                    algorithm=algorithm,
-                    affinity_timeout=timeout,
-                )
-                # Two services claiming one address and port: the first (by name) keeps it.
-                out.setdefault(fe.key, fe)
+                    chosen = local
+                # External clients keep their address: only this node's backends;
+                # in-cluster ones use the internal twin (every backend, or this
+                # node's under internalTrafficPolicy: Local as well).
+                two = kind != "ClusterIP" and svc.external_traffic_policy == "Local"
+                twin = local if svc.internal_traffic_policy == "Local" else backends
+                scopes = [(local, False), (twin, True)] if two else [(chosen, False)]
+                fes = [
+                    Frontend(
+                        ip=ip,
+                        port=ports[kind],
+                        protocol=sp.protocol,
+                        type=kind,
+                        service=svc.ref,
+                        port_name=sp.name,
+                        backends=tuple(picked),
+                        active=_active(picked),
+                        algorithm=algorithm,
+                        affinity_timeout=timeout,
+                        two_scopes=two and not internal,
+                        internal=internal,
+                    )
+                    for picked, internal in scopes
+                ]
+                # Two services claiming one address and port: the first (by name) keeps
+                # it, per scope (a twin whose external entry another service won is
+                # never looked up: that entry has no LB_F_TWO_SCOPES).
+                for fe in fes:
+                    out.setdefault(fe.key, fe)
     return list(out.values())

@@ -22,8 +22,11 @@ __all__ = [
     "LB_F_LOADBALANCER",
     "LB_F_MAGLEV",
     "LB_F_NODEPORT",
+    "LB_F_TWO_SCOPES",
     "LB_MAGLEV_MAX",
     "LB_MAP_NAMES",
+    "LB_SCOPE_EXT",
+    "LB_SCOPE_INT",
     "PROTO_NAMES",
     "PROTO_NUMBERS",
     "REVNAT_KEY",
@@ -46,6 +49,9 @@ LB_F_AFFINITY = 1 << 1
 LB_F_EXTERNAL_IP = 1 << 2
 LB_F_LOADBALANCER = 1 << 3
 LB_F_NODEPORT = 1 << 4
+LB_F_TWO_SCOPES = 1 << 5  # externalTrafficPolicy: Local; the socket LB uses the internal twin
+LB_SCOPE_EXT = 0
+LB_SCOPE_INT = 1
 # The frontend kind each flag marks (none of them: ClusterIP).
 KIND_FLAGS = {
     "ExternalIPs": LB_F_EXTERNAL_IP,
@@ -64,7 +70,7 @@ LB_MAGLEV_MAX = 16381
 PROTO_NUMBERS = {"TCP": socket.IPPROTO_TCP, "UDP": socket.IPPROTO_UDP, "SCTP": 132}
 PROTO_NAMES = {v: k for k, v in PROTO_NUMBERS.items()}
 
-SVC_KEY = struct.Struct("=4sHBx")  # vip, dport (NBO), proto, pad
+SVC_KEY = struct.Struct("=4sHBB")  # vip, dport (NBO), proto, scope
 SVC_VALUE = struct.Struct("=IHHII")  # svc_id, count, flags, affinity_timeout, maglev_size
 SLOT_KEY = struct.Struct("=II")
 BACKEND = struct.Struct("=4sHBBI")  # ip, port (NBO), proto, flags, svc_id
@@ -99,14 +105,15 @@ class SvcKey:
     vip: str
     port: int
     proto: int
+    scope: int = LB_SCOPE_EXT
 
     def pack(self) -> bytes:
-        return SVC_KEY.pack(socket.inet_aton(self.vip), _nport(self.port), self.proto)
+        return SVC_KEY.pack(socket.inet_aton(self.vip), _nport(self.port), self.proto, self.scope)
 
     @classmethod
     def unpack(cls, raw: bytes) -> SvcKey:
-        vip, port, proto = SVC_KEY.unpack(raw)
-        return cls(socket.inet_ntoa(vip), _hport(port), proto)
+        vip, port, proto, scope = SVC_KEY.unpack(raw)
+        return cls(socket.inet_ntoa(vip), _hport(port), proto, scope)
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def ids_in(current: MapEntries) -> Ids:
     ids = Ids()
     for raw, value in current["axo_lb_svc"].items():
         k = SvcKey.unpack(raw)
-        ids.svc[(k.vip, k.port, k.proto)] = SvcValue.unpack(value).svc_id
+        ids.svc[(k.vip, k.port, k.proto, k.scope)] = SvcValue.unpack(value).svc_id
     for raw, value in current["axo_lb_backend"].items():
         be = Backend.unpack(value)
         ids.backend[(be.svc_id, be.ip, be.port, be.proto)] = int.from_bytes(raw, "little")
