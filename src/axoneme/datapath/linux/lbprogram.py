@@ -89,36 +89,32 @@ class Ids:
 
 
 class IdPool:
-    """Ids from 1 up, the smallest free first. Gaps are found by walking up
-    lazily, so one odd id read from the maps (0xffffffff) costs nothing."""
+    """Ids from 1 up, the smallest free first. Gaps are found by walking up,
+    so one odd id read from the maps (0xffffffff) costs nothing."""
 
     def __init__(self, used: Iterable[int] = ()) -> None:
-        self._taken = set(used)
+        self._taken = set(used)  # ids in use when the pool was made, less those given back
         self._top = max(self._taken, default=0)
-        self._next = 1  # every id below it is taken or in _free
+        # Every id below _next is in use or in _free; every id handed out is below it.
+        # Walked up here, on the full path, not at a one-service change's first take.
+        self._next = self._top + 1 if len(self._taken) == self._top else 1
+        while self._next in self._taken:
+            self._next += 1
         self._free: list[int] = []  # given back below _next: a heap
 
     def take(self) -> int:
+        if self._free:
+            return heapq.heappop(self._free)
         while self._next in self._taken:
             self._next += 1
-        if self._free:
-            i = heapq.heappop(self._free)
-        else:
-            i = self._next
-            self._next += 1
-        self._taken.add(i)
-        self._top = max(self._top, i)
-        return i
+        self._next += 1
+        return self._next - 1
 
     def take_many(self, n: int) -> tuple[int, ...]:
         if self._free or self._next <= self._top:
             return tuple(self.take() for _ in range(n))
-        # The common case: a run above every id in use.
-        ids = range(self._next, self._next + n)
-        self._taken.update(ids)
-        self._next += n
-        self._top = self._next - 1
-        return tuple(ids)
+        self._next += n  # the common case: a run above every id in use
+        return tuple(range(self._next - n, self._next))
 
     def give_back(self, ids: Iterable[int]) -> None:
         for i in ids:
