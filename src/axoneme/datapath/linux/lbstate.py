@@ -15,10 +15,12 @@ to them.
 
 from __future__ import annotations
 
+import functools
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from axoneme.datapath.linux.lbmaps import Backend, SvcKey, SvcValue
+from axoneme.datapath.linux.lbmaps import BACKEND, SVC_KEY, SVC_VALUE
 from axoneme.datapath.linux.lbprogram import (
     WRITE_ORDER,
     FrontendRef,
@@ -34,6 +36,9 @@ from axoneme.loadbalancer.state import Frontend
 __all__ = ["LBState", "MapEntries", "Plan"]
 
 MapEntries = dict[str, dict[bytes, bytes]]  # map name -> key -> value
+# A port as the maps hold it (network order read as a host-order __u16), back to a number.
+_HPORT = [int.from_bytes(p.to_bytes(2, "little"), "big") for p in range(65536)]
+_ntoa = functools.lru_cache(maxsize=1 << 16)(socket.inet_ntoa)
 MaglevCache = dict[tuple[object, ...], bytes]
 
 
@@ -61,13 +66,16 @@ class Plan:
 
 def ids_in(current: MapEntries) -> Ids:
     """The ids the maps use (after a restart: the previous agent's)."""
+    # Raw structs, not the SvcKey/Backend twins: 10,000s of entries after a restart.
     ids = Ids()
+    key_unpack, value_unpack, be_unpack = SVC_KEY.unpack, SVC_VALUE.unpack, BACKEND.unpack
+    ntoa, hport = _ntoa, _HPORT
     for raw, value in current["axo_lb_svc"].items():
-        k = SvcKey.unpack(raw)
-        ids.svc[(k.vip, k.port, k.proto, k.scope)] = SvcValue.unpack(value).svc_id
+        vip, port, proto, scope = key_unpack(raw)
+        ids.svc[(ntoa(vip), hport[port], proto, scope)] = value_unpack(value)[0]
     for raw, value in current["axo_lb_backend"].items():
-        be = Backend.unpack(value)
-        ids.backend[(be.svc_id, be.ip, be.port, be.proto)] = int.from_bytes(raw, "little")
+        ip, port, proto, _, svc_id = be_unpack(value)
+        ids.backend[(svc_id, ntoa(ip), hport[port], proto)] = int.from_bytes(raw, "little")
     return ids
 
 
