@@ -485,9 +485,14 @@ class BpfMap:
 
     # Batch operations (hash and array maps; not LPM tries or ring buffers).
 
-    def lookup_batch(self, chunk: int = 4096) -> list[tuple[bytes, bytes]]:
-        """Every (key, value) with ``MAP_LOOKUP_BATCH``, ``chunk`` elements per call."""
+    def lookup_batch(self, chunk: int | None = None) -> list[tuple[bytes, bytes]]:
+        """Every (key, value) with ``MAP_LOOKUP_BATCH``, ``chunk`` elements per call.
+
+        By default a call moves about 4 MiB of values (at most 4096 elements): a
+        fixed 4096 would allocate and copy 256 MiB a call for 64 KiB Maglev tables."""
         ks, vs = self.key_size, self.value_bytes
+        if chunk is None:
+            chunk = max(16, min(4096, (4 << 20) // max(vs, 1)))
         keys = ctypes.create_string_buffer(ks * chunk)
         values = ctypes.create_string_buffer(vs * chunk)
         token_in = ctypes.create_string_buffer(max(ks, 8))

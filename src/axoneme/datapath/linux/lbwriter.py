@@ -120,8 +120,5 @@ class LBWriter:
     def _read(self) -> dict[str, dict[bytes, bytes]]:
         out = {}
         for name in WRITE_ORDER:
-            m = self._maps[name]
-            # About 4 MiB of values per call: a Maglev value is 64 KiB, and the
-            # default 4,096-element batch would allocate and copy 256 MiB a call.
-            out[name] = dict(m.lookup_batch(max(16, min(4096, (4 << 20) // m.value_bytes))))
+            out[name] = dict(self._maps[name].lookup_batch())  # ~4 MiB of values a call
         return out
