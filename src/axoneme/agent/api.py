@@ -58,6 +58,14 @@ def build_app(service: AgentService, hub: EventHub | None = None) -> web.Applica
             raise web.HTTPNotFound(reason="health checking is not enabled on this agent")
         return web.json_response(service.health())
 
+    async def tcp_retransmits(_: web.Request) -> web.Response:
+        if service.tcp_retransmits is None:
+            raise web.HTTPNotFound(
+                reason="TCP retransmit tracking is not enabled on this agent "
+                "(--enable-tcp-retransmit-tracking)"
+            )
+        return web.json_response(service.tcp_retransmits())
+
     async def monitor(request: web.Request) -> web.StreamResponse:
         if hub is None:
             raise web.HTTPNotFound(reason="this agent has no datapath events")
@@ -81,6 +89,7 @@ def build_app(service: AgentService, hub: EventHub | None = None) -> web.Applica
     app.router.add_get("/v1/endpoints", endpoints)
     app.router.add_get("/v1/policy", policy)
     app.router.add_get("/v1/health", health)
+    app.router.add_get("/v1/tcp-retransmits", tcp_retransmits)
     app.router.add_get("/v1/monitor", monitor)
     app.router.add_post("/v1/cni/{command}", cni)
     return app

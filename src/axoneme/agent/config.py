@@ -47,6 +47,8 @@ class AgentConfig:
     ipam: str = "kubernetes"
     observer: observer_config.ObserverConfig = field(default_factory=observer_config.ObserverConfig)
     health: HealthConfig = HealthConfig()
+    # Count TCP retransmissions per flow at tp_btf/tcp_retransmit_skb (agent/tcpretrans.py).
+    tcp_retransmit_tracking: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> AgentConfig:
@@ -112,6 +114,11 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         "--health-jitter-threshold", type=float, default=0.02, help="jitter alert, seconds"
     )
     p.add_argument(
+        "--enable-tcp-retransmit-tracking",
+        action="store_true",
+        help="count TCP retransmissions per flow of this node's pods (needs kernel BTF)",
+    )
+    p.add_argument(
         "--routing-mode",
         choices=["tunnel", "native"],
         default="tunnel",
@@ -164,6 +171,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         ipam=ns.ipam,
         observer=observer,
         health=health,
+        tcp_retransmit_tracking=ns.enable_tcp_retransmit_tracking,
     )
 
 

@@ -211,7 +211,7 @@ def components() -> list[Component]:
     cancelled then); a component that fails stops the agent. Imported here so
     each stays in its own module and the core knows none of them.
     """
-    from axoneme.agent import ctgc, health, ippools, loadbalancer, metrics, routing
+    from axoneme.agent import ctgc, health, ippools, loadbalancer, metrics, routing, tcpretrans
     from axoneme.observer import agent as observer
 
     return [
@@ -223,6 +223,7 @@ def components() -> list[Component]:
         health.run,
         observer.run,
         loadbalancer.run,
+        tcpretrans.run,
     ]
 
 

@@ -137,12 +137,12 @@ def read_kernel(pin_dir: Path) -> KernelReading:
     """Fill level of every pinned hash/LRU/LPM map, and the datapath's drop counters.
 
     Maps are found by listing the pin directory, so maps other subsystems add
-    later are covered without a change here; program pins are skipped."""
+    later are covered without a change here; program and link pins are skipped."""
     maps: dict[str, MapFill] = {}
     drops: dict[int, tuple[int, int]] = {}
     lost = 0
     for path in sorted(pin_dir.iterdir()) if pin_dir.is_dir() else []:
-        if path.name.startswith("prog_") or not path.is_file():
+        if path.name.startswith(("prog_", "link_")) or not path.is_file():
             continue
         try:
             m = BpfMap.open_pinned(path)

@@ -53,6 +53,8 @@ class AgentService:
         self._started = time.monotonic()
         # The health checker's report (agent/health.py), while it runs.
         self.health: Callable[[], dict[str, Any]] | None = None
+        # The last per-flow TCP retransmit reading (agent/tcpretrans.py), while it runs.
+        self.tcp_retransmits: Callable[[], list[dict[str, Any]]] | None = None
         # The node lease's report (agent/nodelease.py), while it runs.
         self.node_lease: Callable[[], dict[str, Any]] | None = None
         # The service load balancer's report (agent/loadbalancer.py), while it runs.
