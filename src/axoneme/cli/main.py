@@ -140,7 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     bpf = sub.add_parser("bpf", help="what the kernel's maps hold")
-    bpf_sub = bpf.add_subparsers(dest="bpf_command", required=True, metavar="ipcache|policy|ct|lb")
+    bpf_sub = bpf.add_subparsers(
+        dest="bpf_command", required=True, metavar="ipcache|policy|ct|lb|retrans"
+    )
     bip = bpf_sub.add_parser("ipcache", help="IP prefix -> identity")
     bip.add_argument("action", choices=["list"])
     bip.add_argument("--node", help="only this lab node")
@@ -154,6 +156,9 @@ def _parser() -> argparse.ArgumentParser:
     blb = bpf_sub.add_parser("lb", help="service frontends and backend slots")
     blb.add_argument("action", choices=["list"])
     blb.add_argument("--node", help="only this lab node")
+    bre = bpf_sub.add_parser("retrans", help="TCP retransmissions per flow of the nodes' pods")
+    bre.add_argument("action", choices=["list"])
+    bre.add_argument("--node", help="only this lab node")
 
     svc = sub.add_parser("service", help="services as a node's load balancer holds them")
     svc.add_argument("action", choices=["list"])
@@ -391,6 +396,12 @@ def _inspect(args: argparse.Namespace) -> int:
             print(inspect.bpf_policy(args.node, args.endpoint))
         elif args.bpf_command == "lb":
             print(_per_node(args.node, services.bpf_lb_list))
+        elif args.bpf_command == "retrans":
+            from axoneme.cli import retrans
+
+            text, ok = retrans.retrans_list(agents(args.node))
+            print(text)
+            return 0 if ok else 1
         else:
             print(inspect.bpf_ct(args.node))
         return 0
