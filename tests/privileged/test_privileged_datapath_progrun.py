@@ -10,13 +10,10 @@ buffer and decoded in Python.
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
-import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +37,8 @@ from axoneme.datapath.linux.ringbuf import EventReader
 from axoneme.datapath.portsets import port_entries
 from axoneme.kit.netns import entered
 from axoneme.policy.types import PortVerdicts
-from privileged.bpfenv import require_datapath, sh
+from privileged.bpfenv import private_datapath
+from privileged.bpfenv import require_datapath as require_datapath  # others import it here
 
 pytestmark = pytest.mark.privileged
 
@@ -160,25 +158,8 @@ def whole(proto: int) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    require_datapath()
-    tag = uuid.uuid4().hex[:8]
-    netns, pin_dir = f"axt-dp-run-{tag}", Path(f"/sys/fs/bpf/axt-dp-run-{tag}")
-    sh("ip", "netns", "add", netns)
-    dp = reader = None
-    try:
-        sh("ip", "-n", netns, "link", "add", "va", "type", "veth", "peer", "name", "vb")
-        links = {x["ifname"]: x["ifindex"] for x in json.loads(sh("ip", "-n", netns, "-j",
-                                                                   "link", "show"))}  # fmt: skip
-        dp = Datapath.open(pin_dir)
-        reader = dp.events()
-        yield Env(netns, dp, reader, links["va"], links["vb"])
-    finally:
-        if reader is not None:
-            reader.close()
-        if dp is not None:
-            dp.close()
-        Datapath.remove(pin_dir)
-        subprocess.run(["ip", "netns", "del", netns], check=False)
+    with private_datapath("axt-dp-run", ("va", "vb")) as p:
+        yield Env(p.netns, p.dp, p.reader, p.ifindex["va"], p.ifindex["vb"])
 
 
 @pytest.fixture

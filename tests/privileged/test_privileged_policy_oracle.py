@@ -28,12 +28,9 @@ into ``/sys/fs/bpf/axt-po-…``, removed afterwards.
 from __future__ import annotations
 
 import ipaddress
-import json
 import random
 import socket
 import struct
-import subprocess
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +75,7 @@ from axoneme.policy.types import (
     Rule,
     Selector,
 )
-from privileged.bpfenv import require_datapath, sh
+from privileged.bpfenv import private_datapath
 
 pytestmark = pytest.mark.privileged
 
@@ -480,29 +477,9 @@ class Kernel:
 
 @pytest.fixture(scope="module")
 def kernel() -> Iterator[Kernel]:
-    require_datapath()
-    tag = uuid.uuid4().hex[:8]
-    netns, pin_dir = f"axt-po-{tag}", Path(f"/sys/fs/bpf/axt-po-{tag}")
-    sh("ip", "netns", "add", netns)
-    dp = reader = None
-    try:
-        sh("ip", "-n", netns, "link", "add", "e0", "type", "veth", "peer", "name", "e1")
-        sh("ip", "-n", netns, "link", "add", "e2", "type", "veth", "peer", "name", "e3")
-        links = {
-            x["ifname"]: x["ifindex"]
-            for x in json.loads(sh("ip", "-n", netns, "-j", "link", "show"))
-        }
-        dp = Datapath.open(pin_dir)
-        reader = dp.events()
-        yield Kernel(netns, dp, reader, tuple(links[f"e{i}"] for i in range(4)))
-    finally:
-        if reader is not None:
-            reader.close()
-        if dp is not None:
-            dp.close()
-        Datapath.remove(pin_dir)
-        subprocess.run(["ip", "netns", "del", netns], check=False)
-    assert not pin_dir.exists()
+    with private_datapath("axt-po", ("e0", "e1"), ("e2", "e3")) as p:
+        yield Kernel(p.netns, p.dp, p.reader, tuple(p.ifindex[f"e{i}"] for i in range(4)))
+    assert not p.pin_dir.exists()
 
 
 # ---- checking one side of one flow -------------------------------------------------------
