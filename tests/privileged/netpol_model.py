@@ -13,7 +13,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from privileged.helpers import apply_policies as apply_policies  # the netpol tests' m.*
 from privileged.helpers import ax, manifest, wait_pods
+from privileged.helpers import clear_policies as clear_policies
+from privileged.helpers import cnp as cnp
 
 NAMESPACES = ("x", "y", "z")
 PODS = ("a", "b", "c")
@@ -94,32 +97,10 @@ def check(expect: Expect, port: int = 80, proto: str = "TCP") -> None:
     assert not wrong, f"{port}/{proto}: {len(wrong)} wrong:\n" + "\n".join(wrong)
 
 
-def apply_policies(*policies: dict[str, Any]) -> None:
-    out = ax("policy", "import", "-f", "-", stdin=manifest(*policies)).stdout
-    revision = int(out.strip().splitlines()[-1].split()[-1])
-    ax("policy", "wait", str(revision), "--timeout", "30")
-
-
-def clear_policies() -> None:
-    out = ax("policy", "delete", "--all").stdout
-    revision = int(out.strip().splitlines()[-1].split()[-1])
-    if revision:
-        ax("policy", "wait", str(revision), "--timeout", "30")
-
-
 def netpol(ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": spec,
-    }
-
-
-def cnp(ns: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "cilium.io/v2",
-        "kind": "CiliumNetworkPolicy",
         "metadata": {"name": name, "namespace": ns},
         "spec": spec,
     }

@@ -16,7 +16,7 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,18 @@ from axoneme.api.client import AgentAPIError, AgentClient
 from axoneme.identity.reserved import HEALTH
 from axoneme.probe.run import ProbeTarget, probe
 from privileged.conftest import lab_config, started_lab
-from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_pods
+from privileged.helpers import (
+    apply,
+    apply_policies,
+    ax,
+    clear_policies,
+    cnp,
+    namespace,
+    observed_flows,
+    pod_manifest,
+    wait_for,
+    wait_pods,
+)
 from privileged.scrape import scrape, value
 
 LOSS_RULE = [
@@ -45,17 +56,6 @@ def health_lab(lab_lock: None) -> Iterator[dict[str, Any]]:
 def agent(state: dict[str, Any], node: str) -> AgentClient:
     sock = next(n["socket"] for n in state["nodes"] if n["name"] == node)
     return AgentClient(Path(sock), timeout=5)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def node2_alerts(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -89,7 +89,7 @@ def test_every_path_is_probed_and_healthy(health_lab: dict[str, Any]) -> None:
         full = all(p["sent"] == report["window"] and p["lastOk"] for p in paths)
         return report if len(paths) == 8 and full else None
 
-    first = wait_for("8 answering paths from node1", settled, timeout=40)
+    first = wait_for(settled, 40, "8 answering paths from node1")
     # One more whole window after that: a healthy lab loses nothing.
     time.sleep(first["window"] * first["intervalSeconds"])
     report = client.get("/v1/health")
@@ -164,20 +164,11 @@ def test_every_node_maps_every_health_endpoint_to_health(health_lab: dict[str, A
             rows = ipcache_rows(node)
             return rows.get(f"{ips[peer]}/32") == f"identity={HEALTH} tunnelendpoint={peer_ip}"
 
-        wait_for(f"{node} to map {peer}'s health endpoint to health", mapped, timeout=10)
+        wait_for(mapped, 10, f"{node} to map {peer}'s health endpoint to health")
         assert ipcache_rows(node)[f"{ips[node]}/32"].startswith(f"identity={HEALTH} ")
 
 
 NS = "hl"
-
-
-def cnp(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "cilium.io/v2",
-        "kind": "CiliumNetworkPolicy",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": spec,
-    }
 
 
 def probe_pod(src: str, dst: str) -> str:
@@ -189,26 +180,17 @@ def probe_from_health_netns(node: str, ip: str, port: int) -> str:
     return asyncio.run(probe(target, 1.0)).outcome
 
 
-def flows(*args: str) -> list[dict[str, Any]]:
-    out = ax("observe", "-o", "json", "--last", "500", *args).stdout
-    return [r["flow"] for r in map(json.loads, out.splitlines()) if "flow" in r]
-
-
 @pytest.fixture
 def health_policy(health_lab: dict[str, Any]) -> Iterator[dict[str, str]]:
     """Pods in namespace hl, web (node2) allowing only the health entity in and out."""
-    ax(
-        "apply",
-        "-f",
-        "-",
-        stdin=manifest(
-            namespace(NS),
-            pod_manifest(NS, "web", "node2", {"app": "web"}, [(80, "TCP")]),
-            pod_manifest(NS, "client", "node1", {"app": "client"}, [(80, "TCP")]),
-        ),
+    apply(
+        namespace(NS),
+        pod_manifest(NS, "web", "node2", {"app": "web"}, [(80, "TCP")]),
+        pod_manifest(NS, "client", "node1", {"app": "client"}, [(80, "TCP")]),
     )
     pods = wait_pods(NS, {"web", "client"})
     policy = cnp(
+        NS,
         "health-only",
         {
             "endpointSelector": {"matchLabels": {"app": "web"}},
@@ -216,13 +198,11 @@ def health_policy(health_lab: dict[str, Any]) -> Iterator[dict[str, str]]:
             "egress": [{"toEntities": ["health"]}],
         },
     )
-    out = ax("policy", "import", "-f", "-", stdin=manifest(policy)).stdout
-    ax("policy", "wait", out.strip().splitlines()[-1].split()[-1], "--timeout", "30")
+    apply_policies(policy)
     try:
         yield {name: p["status"]["podIP"] for name, p in pods.items()}
     finally:
-        out = ax("policy", "delete", "--all").stdout
-        ax("policy", "wait", out.strip().splitlines()[-1].split()[-1], "--timeout", "30")
+        clear_policies()
 
 
 def test_the_health_entity_matches_remote_health_endpoints(
@@ -240,7 +220,9 @@ def test_the_health_entity_matches_remote_health_endpoints(
     assert probe_pod(f"{NS}/client", f"{NS}/web:80/TCP") == "timeout"
 
     # node2's observer names the remote health endpoint as health, both ways.
-    seen = flows("--node-name", "node2", "--type", "policy-verdict", "--identity", str(HEALTH))
+    seen = observed_flows(
+        "--node-name", "node2", "--type", "policy-verdict", "--identity", str(HEALTH)
+    )
     ingress = [
         f for f in seen
         if f["IP"]["source"] == ips["node1"] and f["IP"]["destination"] == web
@@ -264,13 +246,11 @@ def test_the_health_entity_matches_remote_health_endpoints(
 
 def test_lossy_link_raises_the_loss_alert_and_it_clears(health_lab: dict[str, Any]) -> None:
     client = agent(health_lab, "node1")
-    wait_for("no loss alert before", lambda: not node2_alerts(client.get("/v1/health")), 30)
+    wait_for(lambda: not node2_alerts(client.get("/v1/health")), 30, "no loss alert before")
     iptables("-I", *LOSS_RULE)
     try:
         alerts = wait_for(
-            "a loss alert for node2",
-            lambda: node2_alerts(client.get("/v1/health")),
-            timeout=30,
+            lambda: node2_alerts(client.get("/v1/health")), 30, "a loss alert for node2"
         )
         assert {a["kind"] for a in alerts} <= {"node", "endpoint"}
         assert all(a["value"] > a["threshold"] for a in alerts)
@@ -296,21 +276,17 @@ def test_lossy_link_raises_the_loss_alert_and_it_clears(health_lab: dict[str, An
             )
             return loss or 0.0
 
-        assert wait_for("ICMP loss node1 -> node2 in the metrics", icmp_loss, timeout=30) > 0
+        assert wait_for(icmp_loss, 30, "ICMP loss node1 -> node2 in the metrics") > 0
         # Probes are round trips: node2's replies from node1 cross the same lossy link.
         wait_for(
-            "node2 to see loss towards node1",
             lambda: [
                 a
                 for a in agent(health_lab, "node2").get("/v1/health")["alerts"]
                 if a["target"] == "node1" and a["metric"] == "loss"
             ],
-            timeout=30,
+            30,
+            "node2 to see loss towards node1",
         )
     finally:
         iptables("-D", *LOSS_RULE)
-    wait_for(
-        "the loss alert to clear",
-        lambda: not node2_alerts(client.get("/v1/health")),
-        timeout=40,
-    )
+    wait_for(lambda: not node2_alerts(client.get("/v1/health")), 40, "the loss alert to clear")

@@ -11,7 +11,6 @@ test_privileged_nodeport_xdp.py checks the same in XDP.
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
 import time
@@ -20,9 +19,17 @@ from typing import Any
 import pytest
 
 from axoneme.datapath.linux import bpfsys
-from axoneme.kit.netns import socket_in
-from axoneme.lab.topology import BPF_PIN_ROOT, WORLD_IP, WORLD_NETNS
-from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
+from axoneme.lab.topology import BPF_PIN_ROOT, WORLD_IP
+from privileged.helpers import (
+    apply,
+    namespace,
+    node_ips,
+    node_port_service,
+    pod_manifest,
+    wait_for,
+    wait_pods,
+    world_http,
+)
 
 pytestmark = [pytest.mark.lab]
 
@@ -32,47 +39,21 @@ LB_AFFINITY_CLIENT_IP = 1 << 63  # lib/lb.h: a north-south client, by address
 
 def served_by(ip: str, port: int) -> str:
     """The pod that served one HTTP request from the world (a new source port)."""
-    s = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(True)
-    s.settimeout(3)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    try:
-        s.connect((ip, port))
-        s.sendall(b"GET / HTTP/1.1\r\nHost: np\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(4096):
-            data += chunk
-    finally:
-        s.close()
-    return str(json.loads(data.partition(b"\r\n\r\n")[2])["name"])
-
-
-def node_port(name: str, port: int, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "type": "NodePort",
-            "selector": {"app": "web"},
-            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": port}],
-            **spec,
-        },
-    }
+    return str(world_http(ip, port, timeout=3)["name"])
 
 
 def deploy(lab: dict[str, Any]) -> dict[str, str]:
     """web-1 and web-3 on node1, web-2 on node2; a sticky and a plain NodePort."""
     web = [(1, "node1"), (2, "node2"), (3, "node1")]
-    ax("apply", "-f", "-", stdin=manifest(
+    apply(
         namespace(NS),
         *[pod_manifest(NS, f"web-{i}", node, {"app": "web"}, [(8080, "TCP")]) for i, node in web],
-        node_port("sticky", 31580, sessionAffinity="ClientIP",
-                  sessionAffinityConfig={"clientIP": {"timeoutSeconds": 1}}),
-        node_port("plain", 31680),
-    ))  # fmt: skip
+        node_port_service(NS, "sticky", {"app": "web"}, 31580, sessionAffinity="ClientIP",
+                          sessionAffinityConfig={"clientIP": {"timeoutSeconds": 1}}),
+        node_port_service(NS, "plain", {"app": "web"}, 31680),
+    )  # fmt: skip
     wait_pods(NS, {"web-1", "web-2", "web-3"})
-    ips = {n["name"]: n["ip"] for n in lab["nodes"]}
+    ips = node_ips(lab)
 
     def all_serving() -> bool:
         try:

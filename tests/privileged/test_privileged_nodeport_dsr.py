@@ -22,15 +22,8 @@ import pytest
 from axoneme.datapath.linux import bpfsys
 from axoneme.lab.topology import BPF_PIN_ROOT, WORLD_IP
 from privileged.conftest import lab_config, started_lab
-from privileged.helpers import ax, manifest, pods
-from privileged.test_privileged_nodeport_xdp import (
-    deploy_web,
-    node_port_service,
-    stats,
-    wait_served,
-    world_http,
-    world_udp,
-)
+from privileged.helpers import apply, ax, node_port_service, pods, world_http, world_udp
+from privileged.test_privileged_nodeport_xdp import deploy_web, stats, wait_served
 
 pytestmark = [pytest.mark.lab]
 
@@ -61,9 +54,7 @@ def test_status_reports_dsr(node_ip: dict[str, str]) -> None:
 def test_remote_backend_sees_the_client_and_replies_directly(node_ip: dict[str, str]) -> None:
     """Services in a DSR namespace are served in DSR: the test_privileged_nodeport_xdp
     helpers are reused, with a backend only on node2 dialled on node1."""
-    ax("apply", "-f", "-", stdin=manifest(
-        {**node_port_service("remote", {"pod": "web-2"}, 30480, 30453),
-         "metadata": {"name": "remote", "namespace": NS}}))  # fmt: skip
+    apply(node_port_service(NS, "remote", {"pod": "web-2"}, 30480, 30453))
     wait_served(node_ip["node1"], 30480)
     before = stats("node1")
     for _ in range(10):
@@ -91,9 +82,7 @@ def test_remote_backend_sees_the_client_and_replies_directly(node_ip: dict[str, 
 
 
 def test_local_backend_still_served(node_ip: dict[str, str]) -> None:
-    ax("apply", "-f", "-", stdin=manifest(
-        {**node_port_service("local", {"pod": "web-1"}, 30580, 30553),
-         "metadata": {"name": "local", "namespace": NS}}))  # fmt: skip
+    apply(node_port_service(NS, "local", {"pod": "web-1"}, 30580, 30553))
     wait_served(node_ip["node1"], 30580)
     before = stats("node1")
     answer = world_http(node_ip["node1"], 30580)

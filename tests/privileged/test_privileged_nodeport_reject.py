@@ -16,13 +16,9 @@ with XDP in front.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import struct
-import subprocess
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +29,24 @@ import pytest
 from axoneme.datapath import events as ev
 from axoneme.datapath.linux import bpfsys, hostlb
 from axoneme.datapath.linux.lbmaps import LB_F_NODEPORT, SvcKey, SvcValue
-from axoneme.datapath.linux.loader import Datapath
 from axoneme.datapath.linux.maps import IPCacheValue
 from axoneme.datapath.linux.ringbuf import EventReader
-from axoneme.kit.netns import entered, socket_in
-from axoneme.lab.topology import WORLD_IP, WORLD_NETNS
-from privileged.bpfenv import require_datapath, sh
-from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
+from axoneme.kit.netns import entered
+from axoneme.lab.topology import WORLD_IP
+from privileged.bpfenv import private_datapath
+from privileged.helpers import (
+    apply,
+    ax,
+    namespace,
+    node_ips,
+    node_port_service,
+    observed_flows,
+    pod_manifest,
+    wait_for,
+    wait_pods,
+    world_http,
+    world_refused,
+)
 from privileged.test_privileged_datapath_progrun import _csum, frame, ipv4, skb_ctx, tcp, udp
 
 pytestmark = pytest.mark.privileged
@@ -72,36 +79,19 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    require_datapath()
-    tag = uuid.uuid4().hex[:8]
-    netns, pin_dir = f"axt-np-rej-{tag}", Path(f"/sys/fs/bpf/axt-np-rej-{tag}")
-    sh("ip", "netns", "add", netns)
-    dp = reader = None
-    prog_fd = -1
-    try:
-        sh("ip", "-n", netns, "link", "add", "eth0", "type", "veth", "peer", "name", "peer0")
-        links = {x["ifname"]: x["ifindex"] for x in json.loads(sh("ip", "-n", netns, "-j",
-                                                                   "link", "show"))}  # fmt: skip
-        dp = Datapath.open(pin_dir)  # the ring buffer and ipcache bpf_host.o shares
-        dp.ipcache.set(f"{NODE_IP}/32", IPCacheValue(1))
-        reader = dp.events()
-        hostlb.load(pin_dir)
-        hostlb.set_node_ip(pin_dir, NODE_IP)
-        with bpfsys.BpfMap.open_pinned(pin_dir / "axo_lb_svc") as svc:
+    with private_datapath("axt-np-rej", ("eth0", "peer0")) as p:
+        p.dp.ipcache.set(f"{NODE_IP}/32", IPCacheValue(1))  # bpf_host.o shares it
+        hostlb.load(p.pin_dir)
+        hostlb.set_node_ip(p.pin_dir, NODE_IP)
+        with bpfsys.BpfMap.open_pinned(p.pin_dir / "axo_lb_svc") as svc:
             empty = SvcValue(7, 0, LB_F_NODEPORT).pack()  # a NodePort, no backend
             for proto in (TCP, UDP):
                 svc.update(SvcKey(NODE_IP, EMPTY_PORT, proto).pack(), empty)
-        prog_fd = bpfsys.obj_get(pin_dir / "prog_from_netdev")
-        yield Env(netns, pin_dir, prog_fd, reader, links["eth0"])
-    finally:
-        if prog_fd >= 0:
+        prog_fd = bpfsys.obj_get(p.pin_dir / "prog_from_netdev")
+        try:
+            yield Env(p.netns, p.pin_dir, prog_fd, p.reader, p.ifindex["eth0"])
+        finally:
             os.close(prog_fd)
-        if reader is not None:
-            reader.close()
-        if dp is not None:
-            dp.close()
-        Datapath.remove(pin_dir)
-        subprocess.run(["ip", "netns", "del", netns], check=False)
 
 
 @pytest.fixture
@@ -211,80 +201,25 @@ def test_other_traffic_is_untouched(rej: Env) -> None:
 NS = "np-reject"
 
 
-def world_socket(kind: int) -> socket.socket:
-    s = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, kind)
-    s.setblocking(True)
-    s.settimeout(3)
-    return s
-
-
-def refused_in(ip: str, port: int, kind: int) -> float:
-    """Seconds until the world's TCP connect / connected UDP receive is refused."""
-    s = world_socket(kind)
-    started = time.monotonic()
-    try:
-        with pytest.raises(ConnectionRefusedError):
-            s.connect((ip, port))
-            if kind == socket.SOCK_DGRAM:
-                s.send(b"anyone?")
-                s.recv(100)  # the ICMP error surfaces here
-        return time.monotonic() - started
-    finally:
-        s.close()
-
-
-def answers(ip: str, port: int) -> str:
-    """The name of the pod that served one HTTP request from the world."""
-    s = world_socket(socket.SOCK_STREAM)
-    try:
-        s.connect((ip, port))
-        s.sendall(b"GET / HTTP/1.1\r\nHost: np\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(4096):
-            data += chunk
-    finally:
-        s.close()
-    return str(json.loads(data.partition(b"\r\n\r\n")[2])["name"])
-
-
-def node_port(
-    name: str, selector: dict[str, str], http: int, dns: int, **spec: Any
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "type": "NodePort",
-            "selector": selector,
-            "ports": [
-                {"name": "http", "port": 80, "targetPort": 8080, "nodePort": http},
-                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353, "nodePort": dns},
-            ],
-            **spec,
-        },
-    }
-
-
 def service_drops(node: str, port: int) -> list[dict[str, Any]]:
-    out = ax("observe", "--node", node, "-o", "json", "--last", "500", "--to-port", str(port),
-             "--verdict", "DROPPED").stdout  # fmt: skip
-    return [r["flow"] for r in map(json.loads, out.splitlines()) if "flow" in r]
+    return observed_flows("--node", node, "--to-port", str(port), "--verdict", "DROPPED")
 
 
 @pytest.fixture(scope="module")
 def node_ip(lab: dict[str, Any]) -> dict[str, str]:
     """web-2 on node2 behind an externalTrafficPolicy: Local NodePort, and a
     NodePort that selects nothing."""
-    ax("apply", "-f", "-", stdin=manifest(
+    apply(
         namespace(NS),
         pod_manifest(NS, "web-2", "node2", {"pod": "web-2"}, [(8080, "TCP"), (5353, "UDP")]),
-        node_port("empty", {"pod": "none"}, 31380, 31353),
-        node_port("local", {"pod": "web-2"}, 31480, 31453, externalTrafficPolicy="Local"),
-    ))  # fmt: skip
+        node_port_service(NS, "empty", {"pod": "none"}, 31380, 31353),
+        node_port_service(NS, "local", {"pod": "web-2"}, 31480, 31453,
+                          externalTrafficPolicy="Local"),
+    )  # fmt: skip
     wait_pods(NS, {"web-2"})
-    ips = {n["name"]: n["ip"] for n in lab["nodes"]}
-    wait_for(lambda: answers(ips["node2"], 31480) == "web-2", 20, "the Local NodePort on node2")
+    ips = node_ips(lab)
+    local = ips["node2"]
+    wait_for(lambda: world_http(local, 31480)["name"] == "web-2", 20, "the Local NodePort on node2")
     wait_for(lambda: "31380" in ax("service", "list", "--node", "node1").stdout, 20, "31380")
     return ips
 
@@ -298,8 +233,8 @@ def test_status_shows_reject(node_ip: dict[str, str]) -> None:
 @pytest.mark.lab
 def test_node_port_without_backends_refuses_tcp_and_udp_at_once(node_ip: dict[str, str]) -> None:
     for node in ("node1", "node2"):
-        assert refused_in(node_ip[node], 31380, socket.SOCK_STREAM) < 0.5
-        assert refused_in(node_ip[node], 31353, socket.SOCK_DGRAM) < 0.5
+        assert world_refused(node_ip[node], 31380, socket.SOCK_STREAM) < 0.5
+        assert world_refused(node_ip[node], 31353, socket.SOCK_DGRAM) < 0.5
     flows = wait_for(lambda: service_drops("node1", 31380), 10, "the drop in observe")
     f = flows[-1]
     assert (f["verdict"], f["dropReasonDesc"]) == ("DROPPED", "SERVICE_BACKEND_NOT_FOUND"), f
@@ -309,7 +244,7 @@ def test_node_port_without_backends_refuses_tcp_and_udp_at_once(node_ip: dict[st
 @pytest.mark.lab
 def test_local_policy_node_without_backend_refuses(node_ip: dict[str, str]) -> None:
     """externalTrafficPolicy: Local: node2 serves, node1 (no local backend) refuses."""
-    assert answers(node_ip["node2"], 31480) == "web-2"
-    assert refused_in(node_ip["node1"], 31480, socket.SOCK_STREAM) < 0.5
-    assert refused_in(node_ip["node1"], 31453, socket.SOCK_DGRAM) < 0.5
+    assert world_http(node_ip["node2"], 31480)["name"] == "web-2"
+    assert world_refused(node_ip["node1"], 31480, socket.SOCK_STREAM) < 0.5
+    assert world_refused(node_ip["node1"], 31453, socket.SOCK_DGRAM) < 0.5
     assert wait_for(lambda: service_drops("node1", 31453), 10, "the UDP drop in observe")

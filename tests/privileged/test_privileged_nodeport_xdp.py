@@ -11,11 +11,8 @@ ICMP) or dropped for a frontend without backends.
 
 from __future__ import annotations
 
-import json
 import socket
-import struct
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,10 +20,22 @@ import pytest
 
 from axoneme.datapath.linux import hostlb, xdplb
 from axoneme.kit.ethtool import get_gro
-from axoneme.kit.netns import socket_in
-from axoneme.lab.topology import BPF_PIN_ROOT, LAB_NETNS, WORLD_IP, WORLD_NETNS
+from axoneme.lab.topology import BPF_PIN_ROOT, LAB_NETNS, WORLD_IP
 from privileged.conftest import lab_config, started_lab
-from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
+from privileged.helpers import (
+    apply,
+    ax,
+    namespace,
+    node_ips,
+    node_port_service,
+    observed_flows,
+    pod_manifest,
+    wait_for,
+    wait_pods,
+    world_http,
+    world_refused,
+    world_udp,
+)
 
 pytestmark = [pytest.mark.lab]
 
@@ -46,69 +55,19 @@ def node_ip(accelerated_lab: dict[str, Any]) -> dict[str, str]:
 
 def deploy_web(ns: str, lab: dict[str, Any]) -> dict[str, str]:
     """web-1 on node1 and web-2 on node2 (HTTP 8080, DNS-like UDP 5353); node IPs by name."""
-    ax(
-        "apply",
-        "-f",
-        "-",
-        stdin=manifest(
-            namespace(ns),
-            pod_manifest(ns, "web-1", "node1", {"app": "web", "pod": "web-1"},
-                         [(8080, "TCP"), (5353, "UDP")]),
-            pod_manifest(ns, "web-2", "node2", {"app": "web", "pod": "web-2"},
-                         [(8080, "TCP"), (5353, "UDP")]),
-        ),
+    apply(
+        namespace(ns),
+        pod_manifest(ns, "web-1", "node1", {"app": "web", "pod": "web-1"},
+                     [(8080, "TCP"), (5353, "UDP")]),
+        pod_manifest(ns, "web-2", "node2", {"app": "web", "pod": "web-2"},
+                     [(8080, "TCP"), (5353, "UDP")]),
     )  # fmt: skip
     wait_pods(ns, {"web-1", "web-2"})
-    return {n["name"]: n["ip"] for n in lab["nodes"]}
-
-
-def node_port_service(name: str, selector: dict[str, str], http: int, dns: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "type": "NodePort",
-            "selector": selector,
-            "ports": [
-                {"name": "http", "port": 80, "targetPort": 8080, "nodePort": http},
-                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353, "nodePort": dns},
-            ],
-        },
-    }
+    return node_ips(lab)
 
 
 def stats(node: str) -> xdplb.XdpStats:
     return xdplb.stats(BPF_PIN_ROOT / node)
-
-
-def world_http(ip: str, port: int) -> dict[str, Any]:
-    """One HTTP request from the world namespace; the answer's JSON (who served, who asked)."""
-    s = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, socket.SOCK_STREAM)
-    s.setblocking(True)
-    s.settimeout(2)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    try:
-        s.connect((ip, port))
-        s.sendall(b"GET / HTTP/1.1\r\nHost: np\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(4096):
-            data += chunk
-    finally:
-        s.close()
-    return dict(json.loads(data.partition(b"\r\n\r\n")[2]))
-
-
-def world_udp(ip: str, port: int, payload: bytes) -> tuple[bytes, tuple[str, int]]:
-    u = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, socket.SOCK_DGRAM)
-    u.setblocking(True)
-    u.settimeout(2)
-    try:
-        u.sendto(payload, (ip, port))
-        data, peer = u.recvfrom(100)
-        return data, peer
-    finally:
-        u.close()
 
 
 def wait_served(ip: str, port: int) -> None:
@@ -137,12 +96,7 @@ def test_xdp_program_attached_and_reported(node_ip: dict[str, str]) -> None:
 
 def test_node_port_remote_backend_is_forwarded_in_xdp(node_ip: dict[str, str]) -> None:
     """Backend only on node2, dialled on node1: SNAT + DNAT and XDP_TX both ways."""
-    ax(
-        "apply",
-        "-f",
-        "-",
-        stdin=manifest(node_port_service("remote", {"pod": "web-2"}, 30180, 30153)),
-    )
+    apply(node_port_service(NS, "remote", {"pod": "web-2"}, 30180, 30153))
     wait_served(node_ip["node1"], 30180)
     before = stats("node1")
     for _ in range(10):
@@ -159,12 +113,7 @@ def test_node_port_remote_backend_is_forwarded_in_xdp(node_ip: dict[str, str]) -
 
 def test_node_port_local_backend_is_translated_in_xdp(node_ip: dict[str, str]) -> None:
     """Backend on the dialled node: DNAT in XDP, the pod sees the client's address."""
-    ax(
-        "apply",
-        "-f",
-        "-",
-        stdin=manifest(node_port_service("local", {"pod": "web-1"}, 30280, 30253)),
-    )
+    apply(node_port_service(NS, "local", {"pod": "web-1"}, 30280, 30253))
     wait_served(node_ip["node1"], 30280)
     before = stats("node1")
     for _ in range(10):
@@ -184,9 +133,7 @@ def test_client_ip_affinity_in_xdp(node_ip: dict[str, str]) -> None:
     """sessionAffinity: ClientIP is honoured by XDP's backend choice too (the
     choice is lib/nodeport.h's, shared with tc): new connections stay on one
     backend, and XDP served them."""
-    sticky = node_port_service("sticky", {"app": "web"}, 30480, 30453)
-    sticky["spec"]["sessionAffinity"] = "ClientIP"
-    ax("apply", "-f", "-", stdin=manifest(sticky))
+    apply(node_port_service(NS, "sticky", {"app": "web"}, 30480, 30453, sessionAffinity="ClientIP"))
     wait_served(node_ip["node1"], 30480)
     before = stats("node1")
     served = {world_http(node_ip["node1"], 30480)["name"] for _ in range(20)}
@@ -196,38 +143,16 @@ def test_client_ip_affinity_in_xdp(node_ip: dict[str, str]) -> None:
     assert xdp_served >= 20 * 3, (before, after)
 
 
-def refused(ip: str, port: int, kind: int) -> float:
-    """Seconds until a world TCP connect / connected UDP receive is refused."""
-    s = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, kind)
-    s.setblocking(True)
-    s.settimeout(2)
-    started = time.monotonic()
-    try:
-        with pytest.raises(ConnectionRefusedError):
-            s.connect((ip, port))
-            if kind == socket.SOCK_DGRAM:
-                s.send(b"anyone?")
-                s.recv(100)
-        return time.monotonic() - started
-    finally:
-        s.close()
-
-
 def test_no_backend_is_rejected_by_tc_behind_xdp(node_ip: dict[str, str]) -> None:
     """--service-no-backend-response reject (default): XDP passes the packet to
     tc, which answers with ICMP port unreachable: the client fails at once."""
-    ax(
-        "apply",
-        "-f",
-        "-",
-        stdin=manifest(node_port_service("empty", {"pod": "none"}, 30380, 30353)),
-    )
+    apply(node_port_service(NS, "empty", {"pod": "none"}, 30380, 30353))
     wait_for(
         lambda: "30380" in ax("service", "list", "--node", "node1").stdout, 20, "frontend 30380"
     )
     before = stats("node1")
-    assert refused(node_ip["node1"], 30380, socket.SOCK_STREAM) < 0.5
-    assert refused(node_ip["node1"], 30353, socket.SOCK_DGRAM) < 0.5
+    assert world_refused(node_ip["node1"], 30380, socket.SOCK_STREAM) < 0.5
+    assert world_refused(node_ip["node1"], 30353, socket.SOCK_DGRAM) < 0.5
     after = stats("node1")
     assert after.to_tc - before.to_tc >= 2, (before, after)
     assert after.dropped == before.dropped, (before, after)
@@ -255,7 +180,6 @@ def test_no_backend_is_dropped_in_xdp_in_drop_mode(node_ip: dict[str, str]) -> N
     wait_for(lambda: len(no_backend_drops("node1", 30380)) > events_before, 10, "XDP's drop events")
 
 
-def no_backend_drops(node: str, port: int) -> list[str]:
-    out = ax("observe", "--node", node, "-o", "json", "--last", "1000", "--to-port", str(port),
-             "--drop-reason-desc", "SERVICE_BACKEND_NOT_FOUND").stdout  # fmt: skip
-    return [line for line in out.splitlines() if '"flow"' in line]
+def no_backend_drops(node: str, port: int) -> list[dict[str, Any]]:
+    return observed_flows("--node", node, "--to-port", str(port),
+                          "--drop-reason-desc", "SERVICE_BACKEND_NOT_FOUND", last=1000)  # fmt: skip

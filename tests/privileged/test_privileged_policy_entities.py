@@ -8,27 +8,24 @@ from typing import Any
 
 import pytest
 
-from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
+from privileged.helpers import (
+    apply,
+    apply_policies,
+    ax,
+    clear_policies,
+    cnp,
+    manifest,
+    namespace,
+    pod_manifest,
+    wait_for,
+    wait_pods,
+)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
 NS = "seed"
 WORLD_A = "198.51.100.10"
 WORLD_B = "203.0.113.10"
-
-
-def cnp(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "cilium.io/v2",
-        "kind": "CiliumNetworkPolicy",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": spec,
-    }
-
-
-def apply_policy(*policies: dict[str, Any]) -> None:
-    out = ax("policy", "import", "-f", "-", stdin=manifest(*policies)).stdout
-    ax("policy", "wait", out.strip().splitlines()[-1].split()[-1], "--timeout", "30")
 
 
 def outcomes(*lines: str) -> list[str]:
@@ -38,16 +35,11 @@ def outcomes(*lines: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def seed(lab: dict[str, Any]) -> None:
-    ax(
-        "apply",
-        "-f",
-        "-",
-        stdin=manifest(
-            namespace(NS),
-            pod_manifest(NS, "nginx", "node2", {"app": "nginx"}, [(80, "TCP"), (81, "TCP")]),
-            pod_manifest(NS, "app1", "node1", {"app": "app1"}, [(80, "TCP")]),
-            pod_manifest(NS, "app2", "node1", {"app": "app2"}, [(80, "TCP")]),
-        ),
+    apply(
+        namespace(NS),
+        pod_manifest(NS, "nginx", "node2", {"app": "nginx"}, [(80, "TCP"), (81, "TCP")]),
+        pod_manifest(NS, "app1", "node1", {"app": "app1"}, [(80, "TCP")]),
+        pod_manifest(NS, "app2", "node1", {"app": "app2"}, [(80, "TCP")]),
     )
     wait_pods(NS, {"nginx", "app1", "app2"})
 
@@ -55,13 +47,13 @@ def seed(lab: dict[str, Any]) -> None:
 @pytest.fixture
 def clean(seed: None) -> Iterator[None]:
     yield
-    out = ax("policy", "delete", "--all").stdout
-    ax("policy", "wait", out.strip().splitlines()[-1].split()[-1], "--timeout", "30")
+    clear_policies()
 
 
 def test_seed_l3_allow_app1_to_nginx(clean: None) -> None:
-    apply_policy(
+    apply_policies(
         cnp(
+            NS,
             "l3-rule-allow-app1-to-nginx",
             {
                 "endpointSelector": {"matchLabels": {"app": "nginx"}},
@@ -77,8 +69,9 @@ def test_seed_l3_allow_app1_to_nginx(clean: None) -> None:
 
 
 def test_seed_app1_to_host_only(clean: None) -> None:
-    apply_policy(
+    apply_policies(
         cnp(
+            NS,
             "app1-to-host",
             {
                 "endpointSelector": {"matchLabels": {"app": "app1"}},
@@ -96,8 +89,9 @@ def test_seed_app1_to_host_only(clean: None) -> None:
 
 
 def test_seed_l4_rule_port_80_only(clean: None) -> None:
-    apply_policy(
+    apply_policies(
         cnp(
+            NS,
             "l4-rule",
             {
                 "endpointSelector": {"matchLabels": {"app": "app1"}},
@@ -114,8 +108,9 @@ def test_seed_l4_rule_port_80_only(clean: None) -> None:
 
 
 def test_to_entities_world_and_remote_node(clean: None) -> None:
-    apply_policy(
+    apply_policies(
         cnp(
+            NS,
             "world-only",
             {
                 "endpointSelector": {"matchLabels": {"app": "app1"}},
@@ -133,8 +128,9 @@ def test_to_entities_world_and_remote_node(clean: None) -> None:
 
 
 def test_to_cidr_set_with_except(clean: None) -> None:
-    apply_policy(
+    apply_policies(
         cnp(
+            NS,
             "cidr",
             {
                 "endpointSelector": {"matchLabels": {"app": "app1"}},
@@ -157,8 +153,9 @@ def test_to_cidr_set_with_except(clean: None) -> None:
 
 
 def test_from_entities_world_with_deny_precedence(clean: None) -> None:
-    apply_policy(
+    apply_policies(
         cnp(
+            NS,
             "from-world",
             {
                 "endpointSelector": {"matchLabels": {"app": "nginx"}},
@@ -177,6 +174,7 @@ def test_from_entities_world_with_deny_precedence(clean: None) -> None:
 
 def test_l7_and_fqdn_rules_are_reported_not_silently_dropped(clean: None) -> None:
     policy = cnp(
+        NS,
         "l7",
         {
             "endpointSelector": {"matchLabels": {"app": "nginx"}},
@@ -205,12 +203,7 @@ def test_l7_and_fqdn_rules_are_reported_not_silently_dropped(clean: None) -> Non
 
 
 def test_unused_identities_are_garbage_collected(seed: None) -> None:
-    ax(
-        "apply",
-        "-f",
-        "-",
-        stdin=manifest(pod_manifest(NS, "short-lived", "node1", {"app": "short-lived"}, [])),
-    )
+    apply(pod_manifest(NS, "short-lived", "node1", {"app": "short-lived"}, []))
     wait_pods(NS, {"short-lived"})
     assert "k8s:app=short-lived" in ax("identity", "list").stdout
     ax(

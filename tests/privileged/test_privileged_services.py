@@ -38,7 +38,17 @@ from axoneme.lab.topology import (
     WORLD_NETNS,
     pod_netns,
 )
-from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
+from privileged.helpers import (
+    apply,
+    ax,
+    manifest,
+    namespace,
+    pod_manifest,
+    wait_for,
+    wait_pods,
+    world_http,
+    world_udp,
+)
 
 pytestmark = [pytest.mark.lab]
 
@@ -156,10 +166,6 @@ def endpoint_slice(name: str, svc: str, endpoints: list[dict[str, Any]]) -> dict
 def cluster_ip(name: str) -> str:
     items = json.loads(ax("get", "svc", "-n", NS, "-o", "json").stdout)["items"]
     return str(next(s for s in items if s["metadata"]["name"] == name)["spec"]["clusterIP"])
-
-
-def apply(*objects: dict[str, Any]) -> None:
-    ax("apply", "-f", "-", stdin=manifest(*objects))
 
 
 @pytest.fixture(scope="module")
@@ -447,31 +453,6 @@ def test_to_services_lets_app1_reach_nginx_as_the_reference_expected(
     ax("delete", "-f", "-", stdin=manifest(policy, by_labels))
 
 
-def world_socket(kind: int, bind_port: int = 0) -> socket.socket:
-    s = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, kind)
-    s.setblocking(True)
-    s.settimeout(1.5)
-    if bind_port:  # a chosen flow: its 5-tuple decides which node the world's ECMP picks
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((WORLD_IP, bind_port))
-    return s
-
-
-def world_http(ip: str, port: int, bind_port: int = 0) -> dict[str, Any]:
-    """An HTTP request from the world namespace (outside the cluster); the answer's JSON."""
-    s = world_socket(socket.SOCK_STREAM, bind_port)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    try:
-        s.connect((ip, port))
-        s.sendall(b"GET / HTTP/1.1\r\nHost: np\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(4096):
-            data += chunk
-    finally:
-        s.close()
-    return dict(json.loads(data.partition(b"\r\n\r\n")[2]))
-
-
 def test_node_port_from_outside_snat_and_local(pods: dict[str, dict[str, Any]]) -> None:
     """NodePort from the world namespace: a backend on the dialled node sees the
     client's address; one on the other node is reached through SNAT to the node;
@@ -505,24 +486,13 @@ def test_node_port_from_outside_snat_and_local(pods: dict[str, dict[str, Any]]) 
     assert world_http(node_ip["node2"], 30081)["client"].rsplit(":", 1)[0] == WORLD_IP
     with pytest.raises(ConnectionRefusedError):  # ICMP port unreachable from tc
         world_http(node_ip["node1"], 30081)  # no local backend on node1: refused
-    u = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, socket.SOCK_DGRAM)
-    u.setblocking(True)
-    u.settimeout(2)
-    u.sendto(b"np-udp", (node_ip["node2"], 30053))
-    assert u.recvfrom(100) == (b"np-udp", (node_ip["node2"], 30053))
-    u.close()
+    assert world_udp(node_ip["node2"], 30053, b"np-udp") == (b"np-udp", (node_ip["node2"], 30053))
     # 4 KB datagrams travel as IPv4 fragments both ways: later fragments carry no
     # ports and must still follow their first to the same backend, and back.
     big = bytes(range(256)) * 16
     for i in range(8):  # a new source port each time: backends on both nodes
-        u = socket_in(f"/run/netns/{WORLD_NETNS}", socket.AF_INET, socket.SOCK_DGRAM)
-        u.setblocking(True)
-        u.settimeout(2)
-        try:
-            u.sendto(big[:-1] + bytes([i]), (node_ip["node1"], 30053))
-            assert u.recvfrom(8192) == (big[:-1] + bytes([i]), (node_ip["node1"], 30053))
-        finally:
-            u.close()
+        payload = big[:-1] + bytes([i])
+        assert world_udp(node_ip["node1"], 30053, payload) == (payload, (node_ip["node1"], 30053))
 
 
 EXTERNAL_IP = str(ipaddress.ip_network(EXTERNAL_IP_RANGE).network_address + 10)
@@ -583,7 +553,7 @@ def test_load_balancer_and_external_ips_from_outside_and_pods(
         served, entries = set(), set()
         for sport in range(41000, 41030):
             entry = entry_node(frontend, "tcp", sport, 80)
-            got = world_http(frontend, 80, sport)
+            got = world_http(frontend, 80, bind_port=sport)
             client = got["client"].rsplit(":", 1)[0]
             # A backend on the entry node sees the world; another is reached through SNAT.
             want = WORLD_IP if HOME[got["name"]] == entry else node_ip[entry]
@@ -594,12 +564,8 @@ def test_load_balancer_and_external_ips_from_outside_and_pods(
         udp_entries = set()
         for sport in range(41100, 41106):
             udp_entries.add(entry_node(frontend, "udp", sport, 53))
-            u = world_socket(socket.SOCK_DGRAM, sport)
-            try:
-                u.sendto(b"lb-udp-%d" % sport, (frontend, 53))
-                assert u.recvfrom(100) == (b"lb-udp-%d" % sport, (frontend, 53))
-            finally:
-                u.close()
+            payload = b"lb-udp-%d" % sport
+            assert world_udp(frontend, 53, payload, bind_port=sport) == (payload, (frontend, 53))
         assert udp_entries == {"node1", "node2"}
 
     # externalTrafficPolicy: Local: a flow entering node2 (web-2's) keeps the
@@ -609,15 +575,15 @@ def test_load_balancer_and_external_ips_from_outside_and_pods(
     for sport in range(42000, 42040):
         flows[entry_node(lb_local, "tcp", sport, 80)].append(sport)
     for sport in flows["node2"][:4]:
-        got = world_http(lb_local, 80, sport)
+        got = world_http(lb_local, 80, bind_port=sport)
         assert (got["name"], got["client"].rsplit(":", 1)[0]) == ("web-2", WORLD_IP), got
     with pytest.raises(ConnectionRefusedError):  # node1 has none: refused (ICMP)
-        world_http(lb_local, 80, flows["node1"][0])
+        world_http(lb_local, 80, bind_port=flows["node1"][0])
     # The same client port to another frontend of that backend (the service's
     # NodePort on node2) is a new flow, served although the first one's reply
     # tuple (web-2 to the world's port) is still in node2's NAT map.
     node_port = int(service_json("lb-local")["spec"]["ports"][0]["nodePort"])
-    got = world_http(node_ip["node2"], node_port, flows["node2"][0])
+    got = world_http(node_ip["node2"], node_port, bind_port=flows["node2"][0])
     assert (got["name"], got["client"]) == ("web-2", f"{WORLD_IP}:{flows['node2'][0]}"), got
 
     # From pods on both nodes: the socket LB translates at connect, no SNAT.

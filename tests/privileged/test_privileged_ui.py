@@ -20,7 +20,15 @@ import pytest
 
 from privileged.cdp import Browser
 from privileged.conftest import lab_config, started_lab
-from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
+from privileged.helpers import (
+    apply,
+    apply_policies,
+    ax,
+    namespace,
+    pod_manifest,
+    wait_for,
+    wait_pods,
+)
 from privileged.scrape import scrape, value
 
 NS = "uit"
@@ -47,16 +55,11 @@ LOSS_RULE = [
 @pytest.fixture(scope="module")
 def ui_lab(lab_lock: None) -> Iterator[dict[str, Any]]:
     with started_lab(lab_config(health=True)) as state:
-        ax(
-            "apply",
-            "-f",
-            "-",
-            stdin=manifest(
-                namespace(NS),
-                pod_manifest(NS, "web", "node2", {"app": "web"}, [(80, "TCP")]),
-                pod_manifest(NS, "client", "node1", {"app": "client"}, []),
-                pod_manifest(NS, "other", "node1", {"app": "other"}, []),
-            ),
+        apply(
+            namespace(NS),
+            pod_manifest(NS, "web", "node2", {"app": "web"}, [(80, "TCP")]),
+            pod_manifest(NS, "client", "node1", {"app": "client"}, []),
+            pod_manifest(NS, "other", "node1", {"app": "other"}, []),
         )
         wait_pods(NS, {"web", "client", "other"})
         yield state
@@ -158,8 +161,7 @@ def test_service_map_flows_denials_and_alerts_in_the_browser(ui_url: str) -> Non
             await browser.evaluate("document.getElementById('clear-edge').click()")
 
             # A policy that lets only client in: other's connection is denied, live.
-            out = ax("policy", "import", "-f", "-", stdin=manifest(WEB_POLICY)).stdout
-            ax("policy", "wait", out.strip().split()[-1], "--timeout", "30")
+            apply_policies(WEB_POLICY)
             assert probe(f"{NS}/other", f"{NS}/web:80/TCP") == "timeout"
             # Red either way: all dropped, or (egress let out on node1, dropped on node2's
             # ingress) dropped and forwarded observations of the same connection.

@@ -20,7 +20,7 @@ import pytest
 
 from axoneme.lab.topology import WORLD_NETNS
 from axoneme.lab.world import read_world_state
-from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_pods
+from privileged.helpers import apply, ax, namespace, pod_manifest, wait_pods
 
 pytestmark = [pytest.mark.lab]
 
@@ -63,15 +63,10 @@ def root_before(lab_lock: None) -> RootView:
 def world(root_before: RootView, lab: dict[str, Any]) -> Iterator[dict[str, str]]:
     """The lab (started after ``root_before``) with pods on both nodes; their IPs by name."""
     ports = [(80, "TCP"), (53, "UDP"), (9000, "SCTP")]
-    ax(
-        "apply",
-        "-f",
-        "-",
-        stdin=manifest(
-            namespace(NS),
-            pod_manifest(NS, "near", "node1", {"app": "near"}, ports),
-            pod_manifest(NS, "far", "node2", {"app": "far"}, ports),
-        ),
+    apply(
+        namespace(NS),
+        pod_manifest(NS, "near", "node1", {"app": "near"}, ports),
+        pod_manifest(NS, "far", "node2", {"app": "far"}, ports),
     )
     pods = wait_pods(NS, {"near", "far"})
     yield {name: p["status"]["podIP"] for name, p in pods.items()}
