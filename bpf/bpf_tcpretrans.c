@@ -3,8 +3,8 @@
  * TCP retransmissions per flow, from the tcp_retransmit_skb tracepoint.
  *
  * Attached at tp_btf/tcp_retransmit_skb (kprobes and fentry are unavailable
- * here; BTF tracepoints work, docs/datapath.md). Every retransmitted segment
- * of an IPv4 socket whose local address is one of this node's endpoints
+ * here; BTF tracepoints work, docs/datapath.md). Every retransmitted skb of
+ * an IPv4 socket whose local address is one of this node's endpoints
  * (axo_lxc_ip, the endpoint datapath's own map, shared through its pin) adds
  * one to its 4-tuple's entry in axo_tcp_retrans.
  *
@@ -40,7 +40,13 @@ struct sock {
 	struct sock_common __sk_common;
 } __attribute__((preserve_access_index));
 
-struct sk_buff;
+struct sk_buff {
+	char cb[48]; /* TCP_SKB_CB(skb): struct tcp_skb_cb */
+} __attribute__((preserve_access_index));
+
+/* struct tcp_skb_cb: seq, end_seq, then tcp_gso_segs (the skb's segment
+ * count, tcp_skb_pcount()) at byte 8 of the control buffer. */
+#define TCP_SKB_CB_GSO_SEGS 8
 
 /* axo_tcp_retrans key: the socket's 4-tuple as its local end sees it.
  * Addresses and ports network byte order, as everywhere in axoneme.h. */
@@ -54,7 +60,7 @@ struct tcp_retrans_key {
 /* axo_tcp_retrans value. Written without atomics by whichever CPU runs the
  * socket's retransmit (the socket lock serialises one flow's retransmits). */
 struct tcp_retrans_value {
-	__u64 segments;     /* retransmitted segments (one per tracepoint hit) */
+	__u64 segments;     /* retransmitted segments (an skb may carry several) */
 	__u64 last_seen_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 first_seen_ns;
 };
@@ -75,6 +81,7 @@ int BPF_PROG(tcp_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
 	struct tcp_retrans_key key = {};
 	struct tcp_retrans_value *found, fresh = {};
+	__u16 segs = 0;
 	__u64 now;
 
 	if (!sk || sk->__sk_common.skc_family != AF_INET)
@@ -85,14 +92,19 @@ int BPF_PROG(tcp_retransmit, const struct sock *sk, const struct sk_buff *skb)
 	key.daddr = sk->__sk_common.skc_daddr;
 	key.sport = bpf_htons(sk->__sk_common.skc_num);
 	key.dport = sk->__sk_common.skc_dport;
+	/* The kernel adds tcp_skb_pcount(skb) to the socket's total_retrans. */
+	if (skb)
+		bpf_probe_read_kernel(&segs, sizeof(segs), skb->cb + TCP_SKB_CB_GSO_SEGS);
+	if (!segs)
+		segs = 1;
 	now = bpf_ktime_get_ns();
 	found = bpf_map_lookup_elem(&axo_tcp_retrans, &key);
 	if (found) {
-		found->segments++;
+		found->segments += segs;
 		found->last_seen_ns = now;
 		return 0;
 	}
-	fresh.segments = 1;
+	fresh.segments = segs;
 	fresh.last_seen_ns = now;
 	fresh.first_seen_ns = now;
 	bpf_map_update_elem(&axo_tcp_retrans, &key, &fresh, BPF_ANY);
