@@ -78,6 +78,7 @@ def agent_args(plan: NodePlan, config: LabConfig) -> list[str]:
         config.policy_enforcement,
         *(["--policy-audit-mode"] if config.policy_audit_mode else []),
         *(health_args(plan) if config.health else []),
+        "--enable-tcp-retransmit-tracking",  # cheap: runs only when a segment is resent
         "--routing-mode",
         config.routing_mode,
         "--host-routing",
