@@ -12,6 +12,8 @@ between two pods of node1 must not appear anywhere.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import struct
 import subprocess
@@ -25,6 +27,7 @@ import pytest
 from axoneme.api.client import AgentClient
 from axoneme.datapath.linux import tcpretrans
 from axoneme.kit.netns import socket_in
+from axoneme.lab import control
 from axoneme.lab.topology import pod_netns
 from privileged.conftest import lab_config, started_lab
 from privileged.helpers import ax, manifest, namespace, pod_manifest, wait_for, wait_pods
@@ -170,3 +173,34 @@ def test_a_lossy_flow_is_counted_on_its_node_only(rt_lab: dict[str, Any]) -> Non
     assert row.split()[:4] == [
         f"{NS}/client", f"({lossy[0]}:{lossy[1]})", f"{NS}/web", f"({web_ip}:80)"
     ], out  # fmt: skip
+
+
+def test_a_restarted_agent_adopts_the_program_and_its_counts(rt_lab: dict[str, Any]) -> None:
+    state = rt_lab["state"]
+    before = {(e.saddr, e.sport, e.daddr, e.dport): e.segments for e in node1_map()}
+    programs = {p["id"] for p in tcp_retransmit_programs()}
+    node = next(n for n in state["nodes"] if n["name"] == "node1")
+    os.kill(node["agentPid"], signal.SIGKILL)
+
+    def restarted() -> bool:
+        now = next(n for n in control.read_state()["nodes"] if n["name"] == "node1")
+        if now["agentRestarts"] < 1:
+            return False
+        try:
+            return isinstance(agent(state, "node1").get("/v1/tcp-retransmits"), list)
+        except Exception:
+            return False  # not serving yet, or tracking not started yet (404)
+
+    wait_for(restarted, 30, "node1's agent to be restarted with tracking")
+    # The same programs still attached (nothing loaded or attached twice), and
+    # the counts survived in the pinned map, served again by the new agent.
+    assert {p["id"] for p in tcp_retransmit_programs()} == programs
+    after = {(e.saddr, e.sport, e.daddr, e.dport): e.segments for e in node1_map()}
+    assert after == before
+    if before:
+        flows = wait_for(lambda: tuples(state, "node1"), 10, "node1's flows to be served")
+        assert {k: f["segments"] for k, f in flows.items()} == before
+
+
+def node1_map() -> list[tcpretrans.RetransEntry]:
+    return tcpretrans.read(Path("/sys/fs/bpf/axoneme-lab/node1"))
