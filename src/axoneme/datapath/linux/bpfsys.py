@@ -31,6 +31,7 @@ __all__ = [
     "MapType",
     "ProgInfo",
     "TestRun",
+    "bpf",
     "map_info",
     "nr_possible_cpus",
     "obj_get",
@@ -170,6 +171,15 @@ def _error(cmd: int, what: str) -> OSError:
 
 def _call(cmd: int, attr: ctypes.Structure) -> int:
     return int(_syscall(_NR_BPF, cmd, ctypes.addressof(attr), ctypes.sizeof(attr)))
+
+
+def bpf(cmd: int, attr: ctypes.Structure, what: str) -> int:
+    """bpf(cmd, attr) for commands without a wrapper here; OSError naming ``what``."""
+    ret = _call(cmd, attr)
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
 
 
 @functools.cache

@@ -34,8 +34,7 @@ PROGRAMS = {"from_netdev": libbpf.BPF_TC_INGRESS, "to_netdev": libbpf.BPF_TC_EGR
 _MAPS = ("axo_lb_nat", "axo_lb_node", "axo_lb_mode")
 
 
-def _pin(pin_dir: Path, name: str) -> Path:
-    return pin_dir / f"prog_{name}"
+_pin = libbpf.program_pin
 
 
 def load(pin_dir: Path, object_path: Path = HOST_OBJECT) -> bool:
@@ -46,13 +45,7 @@ def load(pin_dir: Path, object_path: Path = HOST_OBJECT) -> bool:
         return False
     if not object_path.is_file():
         raise FileNotFoundError(f"BPF object {object_path} is missing (make -C bpf builds it)")
-    with libbpf.BpfObject(object_path, pin_root=pin_dir) as obj:
-        obj.load()
-        for name in PROGRAMS:
-            fresh = pin_dir / f"prog_{name}_new"
-            fresh.unlink(missing_ok=True)
-            obj.pin_program(name, fresh)
-            os.replace(fresh, _pin(pin_dir, name))
+    libbpf.load_and_pin(object_path, pin_dir, PROGRAMS)
     return True
 
 

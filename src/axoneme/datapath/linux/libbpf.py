@@ -27,6 +27,7 @@ import os
 import platform
 import threading
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "BpfObject",
     "LibbpfError",
     "lib",
+    "load_and_pin",
+    "program_pin",
     "tc_attach",
     "tc_detach",
     "tc_hook_create",
@@ -285,6 +288,23 @@ class BpfObject:
         if self._obj is not None:
             lib().bpf_object__close(self._obj)
             self._obj = None
+
+
+def program_pin(pin_dir: Path, name: str) -> Path:
+    """Where a program of ours is pinned: bpffs names cannot hold dots."""
+    return pin_dir / f"prog_{name}"
+
+
+def load_and_pin(path: Path, pin_dir: Path, names: Iterable[str]) -> None:
+    """Load the object (its maps pinned by name in pin_dir) and pin each named program."""
+    with BpfObject(path, pin_root=pin_dir) as obj:
+        obj.load()
+        for name in names:
+            # Pin beside, then rename over the old pin: never a moment without one.
+            fresh = pin_dir / f"prog_{name}_new"
+            fresh.unlink(missing_ok=True)
+            obj.pin_program(name, fresh)
+            os.replace(fresh, program_pin(pin_dir, name))
 
 
 # ---- tc clsact over netlink --------------------------------------------------------

@@ -128,8 +128,7 @@ def ensure_bpffs(pin_dir: Path) -> None:
     raise DatapathError(f"{pin_dir} is not on a bpffs (mount -t bpf bpf <dir>)")
 
 
-def _program_pin(pin_dir: Path, name: str) -> Path:
-    return pin_dir / f"prog_{name}"
+_program_pin = libbpf.program_pin
 
 
 class Datapath:
@@ -193,9 +192,9 @@ class Datapath:
         if not path.is_file():
             raise DatapathError(f"BPF object {path} is missing (make -C bpf builds it)")
         started = time.perf_counter()
-        _load_and_pin(path, pin_dir, list(PROGRAMS))
+        libbpf.load_and_pin(path, pin_dir, list(PROGRAMS))
         if overlay.is_file():
-            _load_and_pin(overlay, pin_dir, [OVERLAY_PROGRAM])
+            libbpf.load_and_pin(overlay, pin_dir, [OVERLAY_PROGRAM])
         elapsed = time.perf_counter() - started
         programs = _open_programs(pin_dir)
         log.info("loaded %s into %s in %.1f ms", path, pin_dir, elapsed * 1e3)
@@ -289,17 +288,6 @@ class Datapath:
             return EventReader(fd)
         finally:
             os.close(fd)
-
-
-def _load_and_pin(path: Path, pin_dir: Path, names: list[str]) -> None:
-    with libbpf.BpfObject(path, pin_root=pin_dir) as obj:
-        obj.load()
-        for name in names:
-            # Pin beside, then rename over the old pin: never a moment without one.
-            fresh = pin_dir / f"prog_{name}_new"  # bpffs names cannot hold dots
-            fresh.unlink(missing_ok=True)
-            obj.pin_program(name, fresh)
-            os.replace(fresh, _program_pin(pin_dir, name))
 
 
 def _open_programs(pin_dir: Path) -> dict[str, int]:

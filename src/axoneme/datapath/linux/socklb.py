@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import platform
 from pathlib import Path
 
 from axoneme.datapath.linux import bpfsys, libbpf
@@ -38,10 +37,6 @@ HOOKS = {
     "sock4_getpeername": 29,  # BPF_CGROUP_INET4_GETPEERNAME
 }
 _PROG_ATTACH, _PROG_DETACH, _PROG_QUERY = 8, 9, 16
-_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
-_syscall = ctypes.CDLL(None, use_errno=True).syscall
-_syscall.restype = ctypes.c_long
-_syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_ulong]
 
 
 class SockLBError(RuntimeError):
@@ -76,16 +71,7 @@ class _QueryAttr(ctypes.Structure):
     ]
 
 
-def _bpf(cmd: int, attr: ctypes.Structure, what: str) -> int:
-    ret = int(_syscall(_NR_BPF, cmd, ctypes.addressof(attr), ctypes.sizeof(attr)))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-    return ret
-
-
-def _pin(pin_dir: Path, name: str) -> Path:
-    return pin_dir / f"prog_{name}"
+_pin = libbpf.program_pin
 
 
 def load(pin_dir: Path, *, object_path: Path | None = None, force: bool = False) -> bool:
@@ -113,13 +99,7 @@ def load(pin_dir: Path, *, object_path: Path | None = None, force: bool = False)
     path = object_path or Path(os.environ.get(OBJECT_ENV) or SOCK_OBJECT)
     if not path.is_file():
         raise SockLBError(f"BPF object {path} is missing (make -C bpf builds it)")
-    with libbpf.BpfObject(path, pin_root=pin_dir) as obj:
-        obj.load()
-        for name in HOOKS:
-            fresh = pin_dir / f"prog_{name}_new"
-            fresh.unlink(missing_ok=True)
-            obj.pin_program(name, fresh)
-            os.replace(fresh, _pin(pin_dir, name))
+    libbpf.load_and_pin(path, pin_dir, HOOKS)
     return True
 
 
@@ -131,7 +111,7 @@ def attach(pin_dir: Path, cgroup: Path) -> None:
             prog = bpfsys.obj_get(_pin(pin_dir, name))
             try:
                 attr = _AttachAttr(target_fd=cg, attach_bpf_fd=prog, attach_type=attach_type)
-                _bpf(_PROG_ATTACH, attr, f"attaching {name} to {cgroup}")
+                bpfsys.bpf(_PROG_ATTACH, attr, f"attaching {name} to {cgroup}")
             finally:
                 os.close(prog)
     finally:
@@ -148,7 +128,7 @@ def attached(cgroup: Path) -> dict[str, list[int]]:
             attr = _QueryAttr(
                 target_fd=cg, attach_type=attach_type, prog_ids=ctypes.addressof(ids), prog_cnt=8
             )
-            _bpf(_PROG_QUERY, attr, f"querying {name} on {cgroup}")
+            bpfsys.bpf(_PROG_QUERY, attr, f"querying {name} on {cgroup}")
             out[name] = list(ids[: attr.prog_cnt])
     finally:
         os.close(cg)
@@ -167,7 +147,7 @@ def detach(pin_dir: Path, cgroup: Path) -> int:
             prog = bpfsys.obj_get(pin)
             try:
                 attr = _AttachAttr(target_fd=cg, attach_bpf_fd=prog, attach_type=attach_type)
-                _bpf(_PROG_DETACH, attr, f"detaching {name} from {cgroup}")
+                bpfsys.bpf(_PROG_DETACH, attr, f"detaching {name} from {cgroup}")
                 removed += 1
             except OSError:
                 pass  # not attached

@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import platform
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,7 @@ OBJECT = Path(__file__).resolve().parents[4] / "bpf" / "build" / "bpf_tcpretrans
 OBJECT_ENV = "AXONEME_BPF_TCPRETRANS_OBJECT"
 MAP_NAME = "axo_tcp_retrans"
 PROGRAM = "tcp_retransmit"
-PROG_PIN = f"prog_{PROGRAM}"
+PROG_PIN = f"prog_{PROGRAM}"  # libbpf.program_pin's name
 LINK_PIN = f"link_{PROGRAM}"
 
 # struct tcp_retrans_key / tcp_retrans_value (bpf/bpf_tcpretrans.c):
@@ -52,10 +51,6 @@ KEY = struct.Struct("=4s4s2s2s")
 VALUE = struct.Struct("=QQQ")
 
 _RAW_TRACEPOINT_OPEN = 17
-_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
-_syscall = ctypes.CDLL(None, use_errno=True).syscall
-_syscall.restype = ctypes.c_long
-_syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_ulong]
 
 
 class TcpRetransError(RuntimeError):
@@ -129,12 +124,7 @@ def load(pin_dir: Path, *, object_path: Path | None = None) -> bool:
     path = object_path or Path(os.environ.get(OBJECT_ENV) or OBJECT)
     if not path.is_file():
         raise TcpRetransError(f"BPF object {path} is missing (make -C bpf builds it)")
-    with libbpf.BpfObject(path, pin_root=pin_dir) as obj:
-        obj.load()
-        fresh = pin_dir / f"{PROG_PIN}_new"
-        fresh.unlink(missing_ok=True)
-        obj.pin_program(PROGRAM, fresh)
-        os.replace(fresh, pin_dir / PROG_PIN)
+    libbpf.load_and_pin(path, pin_dir, [PROGRAM])
     _attach(pin_dir)
     return True
 
@@ -144,11 +134,9 @@ def _attach(pin_dir: Path) -> None:
     prog = bpfsys.obj_get(pin_dir / PROG_PIN)
     try:
         attr = _RawTpAttr(prog_fd=prog)
-        link = int(_syscall(_NR_BPF, _RAW_TRACEPOINT_OPEN, ctypes.addressof(attr),
-                            ctypes.sizeof(attr)))  # fmt: skip
-        if link < 0:
-            err = ctypes.get_errno()
-            raise TcpRetransError(f"attaching {PROGRAM} to tp_btf: {os.strerror(err)}")
+        link = bpfsys.bpf(_RAW_TRACEPOINT_OPEN, attr, f"attaching {PROGRAM} to tp_btf")
+    except OSError as exc:
+        raise TcpRetransError(exc.strerror) from exc  # "attaching ...: <errno text>"
     finally:
         os.close(prog)
     try:

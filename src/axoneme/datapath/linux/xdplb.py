@@ -47,7 +47,7 @@ class XdpStats:
 
 
 def _pin(pin_dir: Path) -> Path:
-    return pin_dir / f"prog_{PROGRAM}"
+    return libbpf.program_pin(pin_dir, PROGRAM)
 
 
 def _fn(name: str, args: list[type]) -> Any:
@@ -63,12 +63,7 @@ def load(pin_dir: Path, object_path: Path = XDP_OBJECT) -> bool:
         return False
     if not object_path.is_file():
         raise FileNotFoundError(f"BPF object {object_path} is missing (make -C bpf builds it)")
-    with libbpf.BpfObject(object_path, pin_root=pin_dir) as obj:
-        obj.load()
-        fresh = pin_dir / f"prog_{PROGRAM}_new"
-        fresh.unlink(missing_ok=True)
-        obj.pin_program(PROGRAM, fresh)
-        os.replace(fresh, _pin(pin_dir))
+    libbpf.load_and_pin(object_path, pin_dir, [PROGRAM])
     return True
 
 
