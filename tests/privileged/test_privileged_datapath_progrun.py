@@ -534,64 +534,47 @@ def test_lost_events_are_counted(dp_env: Env) -> None:
     assert len(d.events()) + d.dp.metrics.lost_events() == 80000
 
 
-def test_cost_per_packet(dp_env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    """BPF_PROG_TEST_RUN mean ns per packet on the main paths (printed; loose bound)."""
+def test_verdicts_hold_with_realistic_map_sizes(dp_env: Env) -> None:
+    """The main paths give their verdicts among 2,000 other identities and policy entries,
+    over many runs (their cost per packet is measured in bench/datapath_micro.py)."""
     d = dp_env
     d.endpoint(d.b, lxc_flags(ingress_enforced=True))
     d.dp.policy.set(PolicyKey(A_ID, B_EP, INGRESS), 10)
     d.port_set(10, allow=(line(TCP, 80),))
-    for i in range(2000):  # realistic map sizes: other identities and endpoints
+    for i in range(2000):
         d.dp.ipcache.set(f"10.{1 + i // 250}.{i % 250}.1/32", IPCacheValue(5000 + i))
         d.dp.policy.set(PolicyKey(5000 + i, B_EP, INGRESS), 10)
     assert d.to_b(tcp(A_IP, B_IP, 40000, 80, SYN)) == TC_ACT_OK
-    n = 200_000
-
-    def best(program: str, ifindex: int, packet: bytes, runs: int = n) -> int:
-        return min(d.run(program, ifindex, packet, repeat=runs).duration_ns for _ in range(3))
-
-    established = best("to_container", d.b, tcp(A_IP, B_IP, 40000, 80, ACK))
-    d.dp.lxc.delete(d.a)
-    not_endpoint = best("to_container", d.a, tcp(A_IP, B_IP, 1, 80, ACK))
-    # The full new-connection policy path (three policy lookups, ipcache, CT miss x2),
-    # denied so nothing is created and every run takes it; events are lost once full.
-    denied = best("to_container", d.b, tcp(A_IP, B_IP, 40000, 81, SYN), runs=20_000)
+    assert d.run("to_container", d.b, tcp(A_IP, B_IP, 40000, 80, ACK), repeat=1000).retval == 0
+    ((_, value),) = d.dp.ct.items()
+    assert value.packets == 1001
+    assert d.run("to_container", d.b, tcp(A_IP, B_IP, 40000, 81, SYN), repeat=1000).retval == 2
+    assert d.dp.metrics.read()[133].packets == 1000
     d.events()
-    with capsys.disabled():
-        print(
-            f"\nBPF_PROG_TEST_RUN ns/packet: established (CT hit) {established}, "
-            f"new connection denied (policy path + 2 events) {denied}, "
-            f"not an endpoint {not_endpoint}"
-        )
-    assert established < 5000 and denied < 20000
+    d.dp.lxc.delete(d.a)
+    assert d.run("to_container", d.a, tcp(A_IP, B_IP, 1, 80, ACK), repeat=1000).retval == 0
+    assert len(d.dp.ct.items()) == 1  # not an endpoint: nothing tracked
 
 
-def test_map_update_rates(dp_env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    """Python-side map write rates through bpfsys (printed; loose bounds)."""
+def test_map_writes_typed_raw_batch_and_lpm_at_scale(dp_env: Env) -> None:
+    """50,000 entries through each write path (their rates: bench/datapath_micro.py)."""
     d = dp_env
     n = 50_000
     keys = [PolicyKey(100_000 + i, B_EP, INGRESS) for i in range(n)]
-    started = time.perf_counter()
     for key in keys:
         d.dp.policy.set(key, 7)
-    single = n / (time.perf_counter() - started)
+    assert len(d.dp.policy.items()) == n and d.dp.policy.get(keys[n // 2]) == 7
     raw = d.dp.policy.raw
-    packed = [(k.pack(), (8).to_bytes(4, "little")) for k in keys]
-    started = time.perf_counter()
-    for k, v in packed:
-        raw.update(k, v)
-    raw_rate = n / (time.perf_counter() - started)
-    started = time.perf_counter()
+    for key in keys:
+        raw.update(key.pack(), (8).to_bytes(4, "little"))
+    assert {v for _, v in d.dp.policy.items()} == {8}
     d.dp.policy.set_many((k, 9) for k in keys)
-    batch = n / (time.perf_counter() - started)
-    assert d.dp.policy.get(keys[-1]) == 9 and len(d.dp.policy.items()) == n
-    started = time.perf_counter()
+    assert {v for _, v in d.dp.policy.items()} == {9} and len(d.dp.policy.items()) == n
     for i in range(n):
         d.dp.ipcache.set(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}/32", IPCacheValue(i + 1))
-    lpm = n / (time.perf_counter() - started)
-    with capsys.disabled():
-        print(f"\nmap updates/s: typed PolicyMap.set {single:,.0f}, raw bytes {raw_rate:,.0f}, "
-              f"batch {batch:,.0f}, typed IPCacheMap.set (LPM) {lpm:,.0f}")  # fmt: skip
-    assert single > 10_000 and batch > single
+    ipcache = dict(d.dp.ipcache.items())  # A's and B's entries were overwritten
+    assert len(ipcache) == n and ipcache[f"{B_IP}/32"].identity == 3
+    assert ipcache["10.0.195.79/32"].identity == (195 << 8 | 79) + 1
 
 
 def test_events_consumed_from_a_thread(dp_env: Env) -> None:
