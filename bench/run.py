@@ -17,6 +17,8 @@ Families, in the order they run:
 - ``observer``: ``observer_events.py`` (ring events read without loss, flows decoded for
   a follower, drop-to-screen latency through ``axoneme observe``; it takes the lab lock
   itself for that last part).
+- ``micro``: ``datapath_micro.py`` (the endpoint program's ns per packet on its main
+  paths by ``BPF_PROG_TEST_RUN``, and map write rates from Python).
 
 A family whose feature is not in the tree is listed as "not available: <reason>" in
 ``latest.md`` and under ``unavailable`` in ``latest.json``, never as a number. Exit status:
@@ -61,7 +63,16 @@ DEFAULT_OUT = REPO / "bench" / "results"
 QUICK_OUT = Path("/tmp/axoneme-bench-quick")
 LAB_LOCK = Path("/run/axoneme-test.lock")
 BENCH_LOCK = Path("/run/axb-bench.lock")  # the scripts' lock: our axb-m-* namespaces too
-FAMILIES = ("datapath", "identity", "cni", "policy", "services", "nodeport", "observer")
+FAMILIES = (
+    "datapath",
+    "identity",
+    "cni",
+    "policy",
+    "services",
+    "nodeport",
+    "observer",
+    "micro",
+)
 # Families that bring labs up (the lab lock) and make axb-m-* namespaces (the bench lock).
 LAB_FAMILIES = frozenset({"datapath", "identity"})
 
@@ -165,6 +176,7 @@ RUNNERS: dict[str, Callable[[argparse.Namespace, Say], FamilyResult]] = {
     "services": _script("services"),
     "nodeport": _script("nodeport"),
     "observer": _script("observer"),
+    "micro": _script("micro"),
 }
 
 

@@ -24,6 +24,7 @@ TITLES = {
     "services": "Services at 10 / 1k / 10k: programming time and connection latency",
     "nodeport": "NodePort from outside: tc vs XDP vs kube-proxy, connection latency",
     "observer": "Observer: events per second, flows per second, drop-to-screen latency",
+    "micro": "Micro: endpoint program ns per packet, map writes per second",
 }
 
 

@@ -172,6 +172,16 @@ SCRIPTS: tuple[Script, ...] = (
         "bench/observer_events.py is not in the tree",
         lab_held_args=("--no-lab",),
     ),
+    Script(
+        "micro",
+        "datapath_micro.py",
+        (),
+        ("--quick",),
+        "datapath_micro.json",
+        passthrough("micro"),
+        300,
+        "bench/datapath_micro.py is not in the tree",
+    ),
 )
 
 
