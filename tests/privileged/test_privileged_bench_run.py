@@ -26,7 +26,7 @@ sys.path.insert(0, str(BENCH))
 from suite import flows, matrix, plainnet, qperf, results  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
-FAMILIES = {"datapath", "identity", "cni", "policy", "services", "nodeport", "observer"}
+FAMILIES = {"datapath", "identity", "cni", "policy", "services", "nodeport", "observer", "micro"}
 
 
 @pytest.mark.timeout(900)

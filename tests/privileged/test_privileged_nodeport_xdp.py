@@ -6,7 +6,8 @@ program's per-CPU counters (``axo_xdp_stats``) tell whether XDP served the
 packets: forwarded (translated and sent back out with XDP_TX, never entering
 the node's stack) for a backend on the other node, translated and passed to
 the stack for a backend on the dialled node, passed to tc (which answers with
-ICMP) or dropped for a frontend without backends.
+ICMP) for a frontend without backends (dropped in XDP under the drop mode:
+test_privileged_nodeport_drop_mode.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from axoneme.datapath.linux import hostlb, xdplb
+from axoneme.datapath.linux import xdplb
 from axoneme.kit.ethtool import get_gro
 from axoneme.lab.topology import BPF_PIN_ROOT, LAB_NETNS, WORLD_IP
 from privileged.conftest import lab_config, started_lab
@@ -28,7 +29,6 @@ from privileged.helpers import (
     namespace,
     node_ips,
     node_port_service,
-    observed_flows,
     pod_manifest,
     wait_for,
     wait_pods,
@@ -156,30 +156,3 @@ def test_no_backend_is_rejected_by_tc_behind_xdp(node_ip: dict[str, str]) -> Non
     after = stats("node1")
     assert after.to_tc - before.to_tc >= 2, (before, after)
     assert after.dropped == before.dropped, (before, after)
-
-
-def test_no_backend_is_dropped_in_xdp_in_drop_mode(node_ip: dict[str, str]) -> None:
-    """--service-no-backend-response drop: XDP drops (the lab has no flag for it,
-    so the bit the agent writes at start is set here, and restored)."""
-    wait_for(
-        lambda: "30380" in ax("service", "list", "--node", "node1").stdout, 20, "frontend 30380"
-    )
-    pin_dir = BPF_PIN_ROOT / "node1"
-    events_before = len(no_backend_drops("node1", 30380))
-    hostlb.set_mode(pin_dir, dsr=False, no_backend_drop=True)
-    try:
-        before = stats("node1")
-        with pytest.raises(TimeoutError):
-            world_http(node_ip["node1"], 30380)
-        after = stats("node1")
-        assert after.dropped > before.dropped, (before, after)
-        assert after.to_tc == before.to_tc, (before, after)
-    finally:
-        hostlb.set_mode(pin_dir, dsr=False, no_backend_drop=False)
-    # XDP's own drop events (the SYN and its retransmissions) reach observe.
-    wait_for(lambda: len(no_backend_drops("node1", 30380)) > events_before, 10, "XDP's drop events")
-
-
-def no_backend_drops(node: str, port: int) -> list[dict[str, Any]]:
-    return observed_flows("--node", node, "--to-port", str(port),
-                          "--drop-reason-desc", "SERVICE_BACKEND_NOT_FOUND", last=1000)  # fmt: skip

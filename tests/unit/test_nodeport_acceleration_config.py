@@ -46,3 +46,22 @@ def test_lb_mode_flag_and_status() -> None:
     assert report(config, None, node_port="Disabled")["dsr"] == "Disabled"  # no NodePort, no DSR
     with pytest.raises(ValueError, match="--bpf-lb-mode: 'hybrid'"):
         LabConfig(lb_mode="hybrid").validate()
+
+
+def test_lab_no_backend_response_reaches_the_agents_and_is_validated() -> None:
+    from axoneme.lab.supervisor import agent_args
+    from axoneme.lab.topology import node_plans
+
+    for value in ("drop", "reject"):
+        config = LabConfig(no_backend_response=value)
+        argv = agent_args(node_plans(config)[0], config)
+        assert argv[argv.index("--service-no-backend-response") + 1] == value
+    with pytest.raises(ValueError, match="--service-no-backend-response: 'icmp'"):
+        LabConfig(no_backend_response="icmp").validate()
+
+
+def test_lab_config_travels_to_the_supervisor_whole() -> None:
+    config = LabConfig(nodes=3, routing_mode="native", lb_mode="dsr", no_backend_response="drop")
+    assert LabConfig.from_json(config.to_json()) == config
+    with pytest.raises(ValueError, match="--routing-mode"):
+        LabConfig.from_json(LabConfig(routing_mode="geneve").to_json())

@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
         help="NodePort to another node's backend: SNAT, or DSR (replies from the backend's node)",
     )
     up.add_argument(
+        "--service-no-backend-response",
+        choices=["reject", "drop"],
+        default="reject",
+        help="a frontend without backends answers ICMP unreachable, or drops (default reject)",
+    )
+    up.add_argument(
         "--health",
         action="store_true",
         help="health endpoints on every node and probes between nodes (cilium-health)",
@@ -224,6 +230,7 @@ def _lab(args: argparse.Namespace) -> int:
             host_routing=args.host_routing,
             nodeport_acceleration=args.nodeport_acceleration,
             lb_mode=args.bpf_lb_mode,
+            no_backend_response=args.service_no_backend_response,
         )
         try:
             config.validate()

@@ -87,6 +87,8 @@ def agent_args(plan: NodePlan, config: LabConfig) -> list[str]:
         config.nodeport_acceleration,
         "--bpf-lb-mode",
         config.lb_mode,
+        "--service-no-backend-response",
+        config.no_backend_response,
         "--node",
         plan.name,
         "--store",
@@ -367,29 +369,9 @@ class Supervisor:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="axoneme-lab-supervisor")
-    p.add_argument("--nodes", type=int, default=2)
-    p.add_argument("--pod-cidr", default="10.42.0.0/16")
-    p.add_argument("--pod-cidr-mask", type=int, default=24)
-    p.add_argument("--policy-enforcement", default="default")
-    p.add_argument("--policy-audit-mode", action="store_true")
-    p.add_argument("--health", action="store_true")
-    p.add_argument("--routing-mode", default="tunnel")
-    p.add_argument("--host-routing", default="bpf")
-    p.add_argument("--nodeport-acceleration", default="disabled")
-    p.add_argument("--bpf-lb-mode", default="snat")
+    p.add_argument("--config", required=True, help="the LabConfig, as LabConfig.to_json")
     ns = p.parse_args(argv)
-    config = LabConfig(
-        ns.nodes,
-        ns.pod_cidr,
-        ns.pod_cidr_mask,
-        ns.policy_enforcement,
-        ns.policy_audit_mode,
-        health=ns.health,
-        routing_mode=ns.routing_mode,
-        host_routing=ns.host_routing,
-        nodeport_acceleration=ns.nodeport_acceleration,
-        lb_mode=ns.bpf_lb_mode,
-    )
+    config = LabConfig.from_json(ns.config)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         code = asyncio.run(Supervisor(config).run())

@@ -12,8 +12,10 @@ no path to the machine's real interfaces.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +94,18 @@ class LabConfig:
     # native | disabled: the agents' --nodeport-acceleration (XDP; GRO on the bridge ports)
     nodeport_acceleration: str = "disabled"
     lb_mode: str = "snat"  # snat | dsr: the agents' --bpf-lb-mode
+    # reject | drop: the agents' --service-no-backend-response
+    no_backend_response: str = "reject"
+
+    def to_json(self) -> str:
+        """How the CLI hands the configuration to the supervisor process."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> LabConfig:
+        config = cls(**json.loads(text))
+        config.validate()
+        return config
 
     def validate(self) -> None:
         if self.routing_mode not in ("tunnel", "native"):
@@ -100,6 +114,10 @@ class LabConfig:
             raise ValueError(f"--host-routing: {self.host_routing!r} is not bpf or legacy")
         if self.lb_mode not in ("snat", "dsr"):
             raise ValueError(f"--bpf-lb-mode: {self.lb_mode!r} is not snat or dsr")
+        if self.no_backend_response not in ("reject", "drop"):
+            raise ValueError(
+                f"--service-no-backend-response: {self.no_backend_response!r} is not reject or drop"
+            )
         if self.nodeport_acceleration not in ("native", "disabled"):
             raise ValueError(
                 f"--nodeport-acceleration: {self.nodeport_acceleration!r} is not native or disabled"
