@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
+from axoneme.agent import healthcheck_nodeport
 from axoneme.datapath.linux import hostlb, socklb, xdplb
 from axoneme.datapath.linux.lbmaps import PROTO_NUMBERS
 from axoneme.datapath.linux.lbwriter import LBWriter
@@ -51,6 +52,8 @@ class ServiceSync:
         self.slices: dict[Key, EndpointSlice] = {}
         self.slices_of: dict[str, dict[Key, EndpointSlice]] = {}  # by service namespace/name
         self.changed = asyncio.Event()
+        # The health-check node port listeners' own signal (agent/healthcheck_nodeport.py).
+        self.health_changed = asyncio.Event()
         self.synced: set[str] = set()
         self.dirty: set[str] = set()  # services (namespace/name) to recompute
         self.relisted = True  # a kind was listed anew: recompute every service
@@ -93,6 +96,7 @@ class ServiceSync:
             self.synced.add(kind)
             self.relisted = True
             self.changed.set()
+            self.health_changed.set()
 
         async def on_event(event: WatchEvent) -> None:
             key = Key.of(event.object)
@@ -105,6 +109,7 @@ class ServiceSync:
             else:
                 self._index(key, old, value)
             self.changed.set()
+            self.health_changed.set()
 
         return on_sync, on_event
 
@@ -170,6 +175,7 @@ def report(
     problem: str = "",
     node_port: str = "Disabled",
     xdp: str = "Disabled",
+    health: healthcheck_nodeport.HealthCheckServer | None = None,
 ) -> dict[str, Any]:
     """What ``axoneme status`` shows under KubeProxyReplacement."""
     socket_lb = writer is not None
@@ -187,6 +193,8 @@ def report(
         "xdpAcceleration": xdp,
         "frontends": len(writer.current["axo_lb_svc"]) if writer else 0,
         "backends": len(writer.current["axo_lb_backend"]) if writer else 0,
+        "healthCheckNodePort": "Enabled" if health is not None else "Disabled",
+        "healthCheckNodePorts": health.report() if health is not None else [],
         "problem": problem,
     }
 
@@ -221,7 +229,14 @@ async def run(ctx: AgentContext) -> None:
     if config.node_port:
         node_ip, xdp = await _start_node_port(ctx)
     node_port = "Enabled" if node_ip else "Disabled"
-    ctx.service.loadbalancer = lambda: report(config, writer, node_port=node_port, xdp=xdp)
+    # Health-check node ports tell an external load balancer which nodes serve a
+    # Local service from outside: only worth answering when this node does.
+    health = None
+    if node_ip and config.health_check_node_port:
+        health = healthcheck_nodeport.HealthCheckServer(proxy_healthy=lambda: writer.synced)
+    ctx.service.loadbalancer = lambda: report(
+        config, writer, node_port=node_port, xdp=xdp, health=health
+    )
     state = ServiceSync()
     lb = LBConfig(ctx.config.node, config.algorithm, config.maglev_table_size, node_ip)  # type: ignore[arg-type]
     try:
@@ -230,6 +245,11 @@ async def run(ctx: AgentContext) -> None:
                 on_sync, on_event = state.handlers(kind)
                 tg.create_task(run_informer(ctx.store, kind, on_sync, on_event), name=f"lb-{kind}")
             tg.create_task(_sync_loop(state, writer, lb), name="lb-sync")
+            if health is not None:
+                tg.create_task(
+                    healthcheck_nodeport.run(state, ctx.config.node, health),
+                    name="lb-health-check-node-ports",
+                )
     finally:
         writer.close()
 

@@ -192,5 +192,18 @@ def kpr_lines(kpr: dict[str, Any] | None, verbose: bool) -> list[str]:
             f"  No Backend Response:    {str(kpr.get('noBackendResponse') or '-').capitalize()}",
             f"  XDP Acceleration:       {kpr['xdpAcceleration']}",
             f"  Services:               {kpr['frontends']} frontends, {kpr['backends']} backends",
+            f"  Health Check NodePort:  {kpr.get('healthCheckNodePort', 'Disabled')}",
+            *health_check_lines(kpr.get("healthCheckNodePorts") or []),
         ]
+    return lines
+
+
+def health_check_lines(ports: list[dict[str, Any]]) -> list[str]:
+    """One line per healthCheckNodePort the node serves: what it answers, or why it cannot."""
+    lines = []
+    for p in ports:
+        n = p["localEndpoints"]
+        counted = f"{n} local endpoint{'' if n == 1 else 's'}"
+        how = f"HTTP {p['status']}" if p["status"] else f"not listening: {p['error']}"
+        lines.append(f"    {p['port']:<6} {p['service']}: {counted} ({how})")
     return lines

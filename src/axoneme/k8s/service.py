@@ -39,6 +39,7 @@ __all__ = [
     "Service",
     "ServicePort",
     "SlicePort",
+    "needs_health_check_node_port",
     "parse_endpointslice",
     "parse_service",
 ]
@@ -80,6 +81,9 @@ class Service:
     affinity_timeout: int = DEFAULT_AFFINITY_TIMEOUT
     external_traffic_policy: TrafficPolicy = "Cluster"
     internal_traffic_policy: TrafficPolicy = "Cluster"
+    # spec.healthCheckNodePort: where each node answers whether it has a ready
+    # local backend (LoadBalancer + externalTrafficPolicy Local only; 0: none yet).
+    health_check_node_port: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
 
@@ -90,6 +94,10 @@ class Service:
     @property
     def headless(self) -> bool:
         return self.cluster_ip == HEADLESS
+
+    @property
+    def needs_health_check_node_port(self) -> bool:
+        return needs_health_check_node_port(self.type, self.external_traffic_policy)
 
 
 @dataclass(frozen=True)
@@ -210,6 +218,34 @@ def _service_ports(spec: dict[str, Any], svc_type: ServiceType) -> tuple[Service
     return tuple(ports)
 
 
+def needs_health_check_node_port(svc_type: str, external_traffic_policy: str | None) -> bool:
+    """Kubernetes gives a Service a health-check node port exactly when it is a
+    LoadBalancer whose external traffic stays on the node it enters."""
+    return svc_type == "LoadBalancer" and external_traffic_policy == "Local"
+
+
+def _health_check_node_port(
+    spec: dict[str, Any], svc_type: str, ports: tuple[ServicePort, ...]
+) -> int:
+    path = "spec.healthCheckNodePort"
+    value = spec.get("healthCheckNodePort")
+    if value is None or (type(value) is int and value == 0):
+        return 0  # unset (Kubernetes' int32 zero value): allocated at apply when needed
+    if not needs_health_check_node_port(svc_type, spec.get("externalTrafficPolicy")):
+        raise ValidationError(
+            path,
+            "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+        )
+    port = port_number(path, value)
+    low, high = NODE_PORT_RANGE
+    if not low <= port <= high:
+        raise ValidationError(path, f"{port} is not in the node port range {low}-{high}")
+    for i, p in enumerate(ports):
+        if p.node_port == port:
+            raise ValidationError(path, f"{port} is already spec.ports[{i}].nodePort")
+    return port
+
+
 def _policy(path: str, value: Any) -> TrafficPolicy:
     if value is None or value == "Cluster":
         return "Cluster"
@@ -277,6 +313,7 @@ def parse_service(raw: dict[str, Any]) -> Service:
         raise ValidationError(
             "spec.externalTrafficPolicy", "may only be set for externally-accessible services"
         )
+    health_check_node_port = _health_check_node_port(spec, svc_type, ports)
     status = field_object("status", raw.get("status"))
     lb_status = field_object("status.loadBalancer", status.get("loadBalancer"))
     ingress = []
@@ -300,6 +337,7 @@ def parse_service(raw: dict[str, Any]) -> Service:
         internal_traffic_policy=_policy(
             "spec.internalTrafficPolicy", spec.get("internalTrafficPolicy")
         ),
+        health_check_node_port=health_check_node_port,
         labels=label_map("metadata.labels", meta.get("labels")),
         annotations=string_map("metadata.annotations", meta.get("annotations")),
     )

@@ -49,6 +49,9 @@ class LBAgentConfig:
     # backend is answered with ICMP port unreachable (clients fail at once) or
     # only dropped. Cilium's --service-no-backend-response, default reject.
     no_backend_response: str = "reject"
+    # Answer HTTP on each LoadBalancer + externalTrafficPolicy Local service's
+    # healthCheckNodePort (with NodePort on). Cilium's --enable-health-check-nodeport.
+    health_check_node_port: bool = True
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -99,6 +102,13 @@ def add_flags(p: argparse.ArgumentParser) -> None:
         "reject (ICMP port unreachable, the client fails at once) or drop",
     )
     p.add_argument(
+        "--enable-health-check-nodeport",
+        choices=["true", "false"],
+        default="true",
+        help="serve healthCheckNodePort for LoadBalancer services with externalTrafficPolicy "
+        "Local (HTTP 200 when this node has a ready backend, 503 when not)",
+    )
+    p.add_argument(
         "--cgroup-root",
         type=Path,
         default=None,
@@ -125,4 +135,5 @@ def from_args(ns: argparse.Namespace) -> LBAgentConfig:
         acceleration=ns.nodeport_acceleration,
         mode=ns.bpf_lb_mode,
         no_backend_response=ns.service_no_backend_response,
+        health_check_node_port=ns.enable_health_check_nodeport == "true",
     )
