@@ -38,7 +38,6 @@ import argparse
 import concurrent.futures
 import ctypes
 import datetime
-import fcntl
 import json
 import math
 import os
@@ -57,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import commit_of_tree, guarded_run, pids_marked
+from common import commit_of_tree, exclusive_run, guarded_run, pids_marked
 
 from axoneme.api.client import AgentAPIError, AgentClient, AgentUnavailableError
 from axoneme.cni.install import write_launcher
@@ -749,10 +748,6 @@ def prerequisites() -> str | None:
     return None
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     problem = prerequisites()
@@ -763,14 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(msg, flush=True)
 
-    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say(f"waiting for another cni_latency run ({LOCK_FILE})")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        signal.signal(signal.SIGTERM, _terminate)
+    with exclusive_run(LOCK_FILE, say):
         bench = Bench(args.pods, args.rounds, args.warmup)
 
         def body() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def commit_of_tree() -> str | None:
     return rev.stdout.strip() if rev.returncode == 0 else None
 
 
-__all__ = ["guarded_run", "pids_marked", "signals_ignored"]
+__all__ = ["exclusive_run", "guarded_run", "pids_marked", "signals_ignored"]
 
 
 @contextmanager
@@ -63,3 +64,22 @@ def guarded_run(
         if problems and status == 0:
             status = 1
     return status
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextmanager
+def exclusive_run(lock_file: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold ``lock_file`` (waiting, and saying so, while another run holds it) and
+    turn SIGTERM into KeyboardInterrupt, so a terminated run still cleans up."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another benchmark run ({lock_file})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        signal.signal(signal.SIGTERM, _terminate)
+        yield

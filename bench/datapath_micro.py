@@ -52,12 +52,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import fcntl
 import gc
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import struct
@@ -70,7 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import commit_of_tree, guarded_run
+from common import commit_of_tree, exclusive_run, guarded_run
 
 from axoneme.datapath import events as ev
 from axoneme.datapath.linux import bpfsys
@@ -544,10 +542,6 @@ def prerequisites() -> str | None:
     return None
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     problem = prerequisites()
@@ -558,14 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(msg, flush=True)
 
-    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say(f"waiting for another benchmark run ({LOCK_FILE})")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        signal.signal(signal.SIGTERM, _terminate)
+    with exclusive_run(LOCK_FILE, say):
         bench = Bench(args.rounds, args.repeat, args.calls, args.entries)
         load_start = loadavg()
 

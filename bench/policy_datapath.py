@@ -54,7 +54,6 @@ import argparse
 import contextlib
 import datetime
 import errno
-import fcntl
 import gc
 import json
 import os
@@ -72,7 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common import guarded_run, pids_marked
+from common import exclusive_run, guarded_run, pids_marked
 
 from axoneme.agent.enforcement import allow_from_host
 from axoneme.datapath.linux import netdev
@@ -1409,10 +1408,6 @@ def prerequisites() -> str | None:
     return None
 
 
-def _terminate(signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def loadavg_1m() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
@@ -1432,14 +1427,7 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, flush=True)
 
     started = time.monotonic()
-    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say(f"waiting for another benchmark run ({LOCK_FILE})")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        signal.signal(signal.SIGTERM, _terminate)
+    with exclusive_run(LOCK_FILE, say):
         bench = Bench(args)
         load_start = loadavg()
 
