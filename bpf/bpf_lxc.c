@@ -11,7 +11,9 @@
  * veth's ifindex in axo_lxc, so attaching a new pod needs no compile or load.
  * Per packet: parse -> conntrack (established and replies pass) -> on a new
  * connection, ipcache + policy -> conntrack entry or drop -> events
- * (lib/enforce.h).
+ * (lib/enforce.h). SCTP to a service frontend is translated to its backend
+ * before the egress policy, and its replies back after the ingress policy
+ * (lib/lbxlate.h); TCP and UDP have the socket LB instead.
  *
  * Verdicts are TC_ACT_OK (let the kernel route the packet), TC_ACT_SHOT or a
  * redirect. Interfaces that are not endpoints and ARP pass; IPv6 is dropped.
@@ -27,6 +29,7 @@
 #include "lib/forward.h"
 #include "lib/frag.h"
 #include "lib/ipcache.h"
+#include "lib/lbxlate.h"
 #include "lib/lxc.h"
 #include "lib/parse.h"
 
@@ -48,7 +51,9 @@ static __always_inline int parse_endpoint(struct __sk_buff *skb, struct flow *f)
 
 /* After the sender's egress policy allowed f: where does the packet go?
  * A local endpoint (host routing bpf): its ingress policy inline, then
- * redirect_peer. A remote endpoint: the tunnel (tunnel mode) or a FIB
+ * redirect_peer (and, as to_container would, the reply of a translated SCTP
+ * flow gets its frontend back, only once the packet surely skips
+ * to_container). A remote endpoint: the tunnel (tunnel mode) or a FIB
  * redirect (native, host routing bpf). Everything else: the stack. */
 static __always_inline int forward(struct __sk_buff *skb, const struct lxc_info *ep,
 				   const struct flow *f)
@@ -67,6 +72,8 @@ static __always_inline int forward(struct __sk_buff *skb, const struct lxc_info 
 			if (enforce(dst, dst_ifindex, DIR_INGRESS, f, skb->len, ep->identity))
 				return TC_ACT_SHOT;
 			ret = redirect_local(skb, dst, dst_ifindex);
+			if (ret == TC_ACT_REDIRECT)
+				ret = lb_xlate_rev(skb, f) ?: TC_ACT_REDIRECT;
 			if (ret < 0)
 				return drop_early(dst, DIR_INGRESS, f, dst_ifindex, skb->len,
 						  dst->identity, ret);
@@ -108,6 +115,13 @@ int from_container(struct __sk_buff *skb)
 	if (ep->ipv4 && f.saddr != ep->ipv4)
 		return drop_early(ep, DIR_EGRESS, &f, ifindex, skb->len, ep->identity,
 				  DROP_INVALID_SOURCE_IP);
+	/* SCTP to a service: policy is enforced on the translated backend. */
+	if (f.proto == IPPROTO_SCTP) {
+		ret = lb_xlate_fwd(skb, &f);
+		if (ret < 0)
+			return drop_early(ep, DIR_EGRESS, &f, ifindex, skb->len, ep->identity,
+					  ret);
+	}
 	if (enforce(ep, ifindex, DIR_EGRESS, &f, skb->len, 0))
 		return TC_ACT_SHOT;
 	return forward(skb, ep, &f);
@@ -132,6 +146,9 @@ int to_container(struct __sk_buff *skb)
 	/* From the overlay through the stack: the VNI's identity, not the address's. */
 	if (enforce(ep, ifindex, DIR_INGRESS, &f, skb->len, identity_from_mark(skb->mark)))
 		return TC_ACT_SHOT;
+	ret = lb_xlate_rev(skb, &f);
+	if (ret < 0)
+		return drop_early(ep, DIR_INGRESS, &f, ifindex, skb->len, ep->identity, ret);
 	return TC_ACT_OK;
 }
 

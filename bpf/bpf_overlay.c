@@ -6,7 +6,8 @@
  * that identity, never by the (forgeable) inner source address.
  *
  * Host routing bpf and a local destination: the destination's ingress policy
- * runs here and the packet goes straight into the pod (redirect_peer).
+ * runs here and the packet goes straight into the pod (redirect_peer), the
+ * reply of a translated SCTP flow with its frontend restored (lib/lbxlate.h).
  * Otherwise the identity rides in skb->mark through the stack to
  * to_container, and the frame is marked for this host (its inner destination
  * MAC is the sending node's router MAC).
@@ -22,6 +23,7 @@
 #include "lib/enforce.h"
 #include "lib/forward.h"
 #include "lib/frag.h"
+#include "lib/lbxlate.h"
 #include "lib/lxc.h"
 #include "lib/parse.h"
 
@@ -53,6 +55,10 @@ int from_overlay(struct __sk_buff *skb)
 			if (enforce(dst, dst_ifindex, DIR_INGRESS, &f, skb->len, identity))
 				return TC_ACT_SHOT;
 			ret = redirect_local(skb, dst, dst_ifindex);
+			/* Only now is to_container surely skipped: it restores the
+			 * frontend itself when the stack delivers. */
+			if (ret == TC_ACT_REDIRECT)
+				ret = lb_xlate_rev(skb, &f) ?: TC_ACT_REDIRECT;
 			if (ret < 0)
 				return drop_early(dst, DIR_INGRESS, &f, dst_ifindex, skb->len,
 						  dst->identity, ret);

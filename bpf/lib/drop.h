@@ -16,6 +16,7 @@
 #define DROP_UNSUPPORTED_L3_PROTOCOL (-139)	/* Unsupported L3 protocol */
 #define DROP_ERROR_WRITING_TO_PACKET (-141)	/* Error writing to packet */
 #define DROP_ERROR_RETRIEVING_TUNNEL_KEY (-147)	/* Error retrieving tunnel key */
+#define DROP_ERROR_WHILE_CORRECTING_L4_CHECKSUM (-154)	/* Error while correcting L4 checksum */
 #define DROP_CT_MAP_INSERTION_FAILED (-155)	/* CT: Map insertion failed */
 #define DROP_SERVICE_BACKEND_NOT_FOUND (-158)	/* Service backend not found */
 #define DROP_FIRST_LOGICAL_DATAGRAM_FRAGMENT_NOT_FOUND (-175)	/* First logical datagram fragment not found */

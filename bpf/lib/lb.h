@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Service load balancing: the maps shared by the socket LB (bpf_sock.c) and
- * the agent (src/axoneme/datapath/linux/lbmaps.py holds the Python twins).
+ * Service load balancing: the maps shared by the socket LB (bpf_sock.c),
+ * north-south translation (nodeport.h), the endpoint's per-packet SCTP
+ * translation (lbxlate.h) and the agent (src/axoneme/datapath/linux/lbmaps.py
+ * holds the Python twins), and the per-flow backend selection (lb_select) of
+ * the two per-packet users.
  *
  *   axo_lb_svc       {vip, port, proto, scope} -> service: id, active backend count, flags
  *   axo_lb_slot      {svc id, slot 1..count} -> backend id (active backends only)
@@ -239,6 +242,60 @@ static __always_inline __u32 lb_hash(__u32 a, __u32 b, __u32 c)
 	h *= 0xc2b2ae35;
 	h ^= h >> 16;
 	return h;
+}
+
+/* A backend id for a new flow of svc (count > 0): Maglev over the flow's
+ * {source, destination port, source port, destination}, or a random slot.
+ * 0 if none (the agent is mid-update). Shared by north-south (nodeport.h)
+ * and the endpoint's per-packet SCTP translation (lbxlate.h). */
+static __always_inline __u32 lb_pick(const struct lb_svc *svc, __u32 saddr, __u32 daddr,
+				     __u16 sport, __u16 dport)
+{
+	if (svc->flags & LB_F_MAGLEV) {
+		const struct lb_maglev *table = bpf_map_lookup_elem(&axo_lb_maglev, &svc->svc_id);
+		__u32 idx;
+
+		if (!table || !svc->maglev_size)
+			return 0;
+		idx = lb_hash(saddr, ((__u32)dport << 16) | sport, daddr) % svc->maglev_size;
+		/* Keep the bound check on the very register used as the index. */
+		asm volatile("" : "+r"(idx));
+		if (idx >= LB_MAGLEV_MAX)
+			return 0;
+		return table->backend_ids[idx];
+	} else {
+		struct lb_slot_key slot = {
+			.svc_id = svc->svc_id,
+			.slot = bpf_get_prandom_u32() % svc->count + 1,
+		};
+		__u32 *id = bpf_map_lookup_elem(&axo_lb_slot, &slot);
+
+		return id ? *id : 0;
+	}
+}
+
+/* The backend of a new flow of svc (count > 0) from client (an affinity key,
+ * see axo_lb_affinity): under ClientIP the client's backend while it is
+ * usable, else lb_pick's; the affinity is (re)recorded. NULL: no usable
+ * backend. *id is set to the backend's id. */
+static __always_inline const struct lb_backend *lb_select(const struct lb_svc *svc, __u64 client,
+							  __u32 saddr, __u32 daddr, __u16 sport,
+							  __u16 dport, __u32 *id)
+{
+	const struct lb_backend *be = 0;
+	__u64 now = 0;
+
+	if (svc->flags & LB_F_AFFINITY) {
+		now = bpf_ktime_get_ns();
+		be = lb_affinity_get(svc, client, now, id);
+	}
+	if (!be) {
+		*id = lb_pick(svc, saddr, daddr, sport, dport);
+		be = lb_usable(*id, svc->svc_id);
+	}
+	if (be && (svc->flags & LB_F_AFFINITY))
+		lb_affinity_set(svc, client, now, *id);
+	return be;
 }
 
 #endif /* AXONEME_LIB_LB_H */

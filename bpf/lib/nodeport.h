@@ -137,31 +137,6 @@ static __always_inline void nodeport_no_backend_event(const struct lb_nat_key *t
 	event_send(&e, EVENT_DROP, VERDICT_DROPPED, -DROP_SERVICE_BACKEND_NOT_FOUND);
 }
 
-static __always_inline __u32 nodeport_pick(const struct lb_svc *svc, const struct lb_nat_key *t)
-{
-	if (svc->flags & LB_F_MAGLEV) {
-		const struct lb_maglev *table = bpf_map_lookup_elem(&axo_lb_maglev, &svc->svc_id);
-		__u32 idx;
-
-		if (!table || !svc->maglev_size)
-			return 0;
-		idx = lb_hash(t->saddr, ((__u32)t->dport << 16) | t->sport, t->daddr) %
-		      svc->maglev_size;
-		asm volatile("" : "+r"(idx));
-		if (idx >= LB_MAGLEV_MAX)
-			return 0;
-		return table->backend_ids[idx];
-	} else {
-		struct lb_slot_key slot = {
-			.svc_id = svc->svc_id,
-			.slot = bpf_get_prandom_u32() % svc->count + 1,
-		};
-		__u32 *id = bpf_map_lookup_elem(&axo_lb_slot, &slot);
-
-		return id ? *id : 0;
-	}
-}
-
 /* A packet to a NodePort / LoadBalancer / external-IP frontend: its backend.
  * 0: not a frontend (let it pass); <0: no usable backend (DROP_* code); >0:
  * *be is set. A backend that vanished under the agent's update counts as none. */
@@ -170,7 +145,6 @@ static __always_inline int nodeport_select(const struct lb_nat_key *t,
 {
 	struct lb_svc_key key = {.vip = t->daddr, .dport = t->dport, .proto = t->proto};
 	const struct lb_svc *svc;
-	__u64 now = 0, client = 0;
 	__u32 id = 0;
 
 	svc = bpf_map_lookup_elem(&axo_lb_svc, &key);
@@ -178,22 +152,12 @@ static __always_inline int nodeport_select(const struct lb_nat_key *t,
 		return 0;
 	if (!svc->count)
 		return DROP_SERVICE_BACKEND_NOT_FOUND; /* none (here: externalTrafficPolicy Local) */
-	*be = 0;
-	if (svc->flags & LB_F_AFFINITY) {
-		/* ClientIP: keyed by the client's address, as Cilium's north-south
-		 * affinity (and the socket LB's by netns cookie) in the same map. */
-		now = bpf_ktime_get_ns();
-		client = LB_AFFINITY_CLIENT_IP | t->saddr;
-		*be = lb_affinity_get(svc, client, now, &id);
-	}
-	if (!*be) {
-		id = nodeport_pick(svc, t);
-		*be = lb_usable(id, svc->svc_id);
-	}
+	/* ClientIP: keyed by the client's address, as Cilium's north-south
+	 * affinity (and the socket LB's by netns cookie) in the same map. */
+	*be = lb_select(svc, LB_AFFINITY_CLIENT_IP | t->saddr, t->saddr, t->daddr, t->sport,
+			t->dport, &id);
 	if (!*be)
 		return DROP_SERVICE_BACKEND_NOT_FOUND;
-	if (svc->flags & LB_F_AFFINITY)
-		lb_affinity_set(svc, client, now, id);
 	return 1;
 }
 

@@ -29,6 +29,9 @@ REASONS: dict[int, DropReason] = {
         DropReason(139, "UNSUPPORTED_L3_PROTOCOL", "Unsupported L3 protocol"),
         DropReason(141, "ERROR_WRITING_TO_PACKET", "Error writing to packet"),
         DropReason(147, "ERROR_RETRIEVING_TUNNEL_KEY", "Error retrieving tunnel key"),
+        # Cilium's DROP_CSUM_L4, which it also gives an SCTP packet whose service
+        # backend has another port: rewriting an SCTP port needs the CRC32c redone.
+        DropReason(154, "ERROR_WHILE_CORRECTING_L4_CHECKSUM", "Error while correcting L4 checksum"),
         DropReason(155, "CT_MAP_INSERTION_FAILED", "CT: Map insertion failed"),
         # Cilium's DROP_NO_SERVICE: a service frontend without a usable backend.
         DropReason(158, "SERVICE_BACKEND_NOT_FOUND", "Service backend not found"),

@@ -27,6 +27,8 @@ __all__ = [
     "LB_MAP_NAMES",
     "LB_SCOPE_EXT",
     "LB_SCOPE_INT",
+    "LB_XLATE_FWD",
+    "LB_XLATE_REV",
     "PROTO_NAMES",
     "PROTO_NUMBERS",
     "REVNAT_KEY",
@@ -34,9 +36,14 @@ __all__ = [
     "SLOT_KEY",
     "SVC_KEY",
     "SVC_VALUE",
+    "XLATE_KEY",
+    "XLATE_MAP",
+    "XLATE_VALUE",
     "Backend",
     "SvcKey",
     "SvcValue",
+    "Xlate",
+    "XlateKey",
     "kind_of",
     "pack_maglev",
     "pack_slot_key",
@@ -79,6 +86,14 @@ AFFINITY_VALUE = struct.Struct("=QII")
 REVNAT_KEY = struct.Struct("=Q4sHxx")
 REVNAT_VALUE = struct.Struct("=4sHxx")
 MAGLEV_VALUE = struct.Struct(f"={LB_MAGLEV_MAX}I")
+# axo_lb_xlate (bpf/lib/lbxlate.h, the endpoint's per-packet SCTP translation):
+# saddr, daddr, sport, dport (NBO), proto -> addr (NBO), backend id, dir.
+# Only the endpoint objects define it, so it is not in LB_MAP_NAMES.
+XLATE_MAP = "axo_lb_xlate"
+XLATE_KEY = struct.Struct("=4s4sHHBxxx")
+XLATE_VALUE = struct.Struct("=4sIBxxx")
+LB_XLATE_FWD = 1  # client -> frontend: the destination becomes the backend
+LB_XLATE_REV = 2  # backend -> client: the source becomes the frontend
 
 # map name -> (key size, value size): checked against pins before adopting them.
 LB_MAP_NAMES = {
@@ -171,3 +186,47 @@ def pack_maglev(table: tuple[int, ...]) -> bytes:
 
 def unpack_maglev(raw: bytes, size: int) -> tuple[int, ...]:
     return tuple(MAGLEV_VALUE.unpack(raw)[:size])
+
+
+@dataclass(frozen=True)
+class XlateKey:
+    """A packet's 5-tuple as ``axo_lb_xlate`` keys it."""
+
+    saddr: str
+    daddr: str
+    sport: int
+    dport: int
+    proto: int
+
+    def pack(self) -> bytes:
+        return XLATE_KEY.pack(
+            socket.inet_aton(self.saddr),
+            socket.inet_aton(self.daddr),
+            _nport(self.sport),
+            _nport(self.dport),
+            self.proto,
+        )
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> XlateKey:
+        saddr, daddr, sport, dport, proto = XLATE_KEY.unpack(raw)
+        return cls(
+            socket.inet_ntoa(saddr), socket.inet_ntoa(daddr), _hport(sport), _hport(dport), proto
+        )
+
+
+@dataclass(frozen=True)
+class Xlate:
+    """What one address of the keyed packet becomes (``LB_XLATE_*`` says which)."""
+
+    addr: str
+    backend_id: int
+    dir: int
+
+    def pack(self) -> bytes:
+        return XLATE_VALUE.pack(socket.inet_aton(self.addr), self.backend_id, self.dir)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Xlate:
+        addr, backend_id, direction = XLATE_VALUE.unpack(raw)
+        return cls(socket.inet_ntoa(addr), backend_id, direction)
