@@ -568,23 +568,25 @@ def test_load_balancer_and_external_ips_from_outside_and_pods(
             assert world_udp(frontend, 53, payload, bind_port=sport) == (payload, (frontend, 53))
         assert udp_entries == {"node1", "node2"}
 
-    # externalTrafficPolicy: Local: a flow entering node2 (web-2's) keeps the
-    # world's address; one the router sends to node1 is not served there, as with
-    # Cilium (a real router would health-check nodes via healthCheckNodePort).
-    flows: dict[str, list[int]] = {"node1": [], "node2": []}
-    for sport in range(42000, 42040):
-        flows[entry_node(lb_local, "tcp", sport, 80)].append(sport)
-    for sport in flows["node2"][:4]:
+    # externalTrafficPolicy: Local: the world's router health-checks the nodes on
+    # the service's healthCheckNodePort (lab/worldlb.py) and sends every flow to
+    # node2 (web-2's), where it keeps the world's address. A flow forced to node1
+    # is refused there: test_privileged_world_lb.py.
+    sports = range(42000, 42040)
+
+    def all_to_node2() -> bool:
+        return {entry_node(lb_local, "tcp", s, 80) for s in sports} == {"node2"}
+
+    wait_for(all_to_node2, 20, f"the world's health-checked route for {lb_local} via node2")
+    for sport in sports[:4]:
         got = world_http(lb_local, 80, bind_port=sport)
         assert (got["name"], got["client"].rsplit(":", 1)[0]) == ("web-2", WORLD_IP), got
-    with pytest.raises(ConnectionRefusedError):  # node1 has none: refused (ICMP)
-        world_http(lb_local, 80, bind_port=flows["node1"][0])
     # The same client port to another frontend of that backend (the service's
     # NodePort on node2) is a new flow, served although the first one's reply
     # tuple (web-2 to the world's port) is still in node2's NAT map.
     node_port = int(service_json("lb-local")["spec"]["ports"][0]["nodePort"])
-    got = world_http(node_ip["node2"], node_port, bind_port=flows["node2"][0])
-    assert (got["name"], got["client"]) == ("web-2", f"{WORLD_IP}:{flows['node2'][0]}"), got
+    got = world_http(node_ip["node2"], node_port, bind_port=sports[0])
+    assert (got["name"], got["client"]) == ("web-2", f"{WORLD_IP}:{sports[0]}"), got
 
     # From pods on both nodes: the socket LB translates at connect, no SNAT.
     for name in ("client", "client2"):

@@ -281,9 +281,11 @@ def _lab_status(control: object) -> int:
             health, ok = f"Failure ({exc})", False
         rows.append([n["name"], n["ip"], n["pod_cidr"], str(pid), str(n["agentRestarts"]), health])
     print(table(["NODE", "IP", "POD CIDR", "AGENT PID", "RESTARTS", "AGENT"], rows))
-    from axoneme.lab import world
+    from axoneme.lab import world, worldlb
 
     print(world.status_line())
+    for line in worldlb.status_lines():
+        print(line)
     store_ok = asyncio.run(_store_health())
     print(f"store: {store_ok}")
     return 0 if ok and store_ok.startswith("Ok") else 1

@@ -2,8 +2,9 @@
 
 It starts etcd in the lab namespace, registers the nodes, runs one agent
 per node inside the node's namespace and restarts any agent that dies (as a
-DaemonSet would), and runs the node runtime for pods. ``lab.json`` tells the
-CLI what is running; SIGTERM stops everything in reverse order.
+DaemonSet would), runs the node runtime for pods, the world outside and its
+router's health checks of the nodes (:mod:`axoneme.lab.worldlb`). ``lab.json``
+tells the CLI what is running; SIGTERM stops everything in reverse order.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from axoneme.lab.topology import (
     store_url_for_nodes,
 )
 from axoneme.lab.world import run_world, world_ready
+from axoneme.lab.worldlb import WorldLoadBalancer
 from axoneme.relay.lab import run_lab_relay
 from axoneme.store.etcd import EtcdStore
 from axoneme.store.informer import run_informer
@@ -326,6 +328,11 @@ class Supervisor:
                     ServiceControllers(self.store).run(), name="service-controllers"
                 )
                 relay = tg.create_task(run_lab_relay(), name="relay")
+                # The world's router health-checks nodes for eTP Local services.
+                nodes = {p.name: p.ip for p in self.plans}
+                world_lb = tg.create_task(
+                    WorldLoadBalancer(self.store, nodes).run(), name="world-lb"
+                )
                 await world_ready()
                 self.ready = True
                 self.write_state()
@@ -338,6 +345,7 @@ class Supervisor:
                 etcd_control.cancel()
                 services.cancel()
                 relay.cancel()
+                world_lb.cancel()
                 await self.runtime.shutdown()
                 self.stopping = True
                 for proc in self.agents.values():
