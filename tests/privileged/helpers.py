@@ -125,6 +125,30 @@ def node_port_service(
     }
 
 
+def lb_service(
+    ns: str, name: str, selector: dict[str, str], policy: str = "Local", **spec: Any
+) -> dict[str, Any]:
+    """A LoadBalancer Service, HTTP 80 -> 8080, with externalTrafficPolicy ``policy``;
+    ``spec`` adds fields (healthCheckNodePort...)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": policy,
+            "selector": selector,
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+            **spec,
+        },
+    }
+
+
+def http_pod(ns: str, name: str, node: str, labels: dict[str, str]) -> dict[str, Any]:
+    """A pod serving HTTP on 8080, labelled ``labels`` plus ``pod: NAME``."""
+    return pod_manifest(ns, name, node, {**labels, "pod": name}, [(8080, "TCP")])
+
+
 # ---- policies and flows ------------------------------------------------------------------
 
 

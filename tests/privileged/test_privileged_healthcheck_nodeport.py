@@ -21,14 +21,15 @@ import pytest
 
 from axoneme.datapath.linux import xdplb
 from axoneme.lab.topology import BPF_PIN_ROOT
+from privileged import helpers
 from privileged.conftest import lab_config, started_lab
 from privileged.helpers import (
     apply,
     ax,
+    http_pod,
     manifest,
     namespace,
     node_ips,
-    pod_manifest,
     wait_for,
     wait_pods,
     world_socket,
@@ -48,22 +49,11 @@ def hc_lab(request: pytest.FixtureRequest, lab_lock: None) -> Iterator[dict[str,
 
 
 def lb_service(name: str = "lb", policy: str = "Local", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "type": "LoadBalancer",
-            "externalTrafficPolicy": policy,
-            "selector": WEB,
-            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-            **spec,
-        },
-    }
+    return helpers.lb_service(NS, name, WEB, policy, **spec)
 
 
 def web(name: str, node: str, labels: dict[str, str] = WEB) -> dict[str, Any]:
-    return pod_manifest(NS, name, node, {**labels, "pod": name}, [(8080, "TCP")])
+    return http_pod(NS, name, node, labels)
 
 
 def services() -> dict[str, dict[str, Any]]:

@@ -21,13 +21,14 @@ import pytest
 
 from axoneme.lab.topology import LAB_DIR, WORLD_IP, WORLD_NETNS
 from axoneme.lab.worldlb import RTPROT_WORLDLB
+from privileged import helpers
 from privileged.helpers import (
     apply,
     ax,
+    http_pod,
     manifest,
     namespace,
     node_ips,
-    pod_manifest,
     wait_for,
     wait_pods,
     world_http,
@@ -45,21 +46,11 @@ UNUSED_POOL_IP = "198.18.1.250"  # in LB_IP_POOL, given to no service here
 
 
 def lb_service(name: str, policy: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "type": "LoadBalancer",
-            "externalTrafficPolicy": policy,
-            "selector": APP,
-            "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
-        },
-    }
+    return helpers.lb_service(NS, name, APP, policy)
 
 
 def web(name: str, node: str, labels: dict[str, str] = APP) -> dict[str, Any]:
-    return pod_manifest(NS, name, node, {**labels, "pod": name}, [(8080, "TCP")])
+    return http_pod(NS, name, node, labels)
 
 
 def service_json(name: str) -> dict[str, Any]:

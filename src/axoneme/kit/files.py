@@ -1,11 +1,13 @@
-"""Small file helpers: writes that are never seen half-done."""
+"""Small file helpers: writes that are never seen half-done, and reading them back."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 _tmp_names = itertools.count()
 
@@ -28,3 +30,13 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o600) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object file written with :func:`atomic_write_text`; None when it is
+    absent or not a JSON object (a state file of a process that never started)."""
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None

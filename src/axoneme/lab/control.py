@@ -9,7 +9,6 @@ live supervisor and with or without ``lab.json``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -23,6 +22,7 @@ from typing import Any
 import axoneme
 from axoneme.cni.install import write_launcher
 from axoneme.kit import cgroup
+from axoneme.kit.files import read_json_object
 from axoneme.kit.procs import pids_marked
 from axoneme.lab import netsetup
 from axoneme.lab.topology import (
@@ -78,11 +78,7 @@ def leftovers() -> Leftovers:
 
 
 def read_state() -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(state_file().read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data
+    return read_json_object(state_file())
 
 
 def alive(pid: int | None) -> bool:

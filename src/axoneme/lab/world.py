@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from axoneme.kit.files import atomic_write_text
+from axoneme.kit.files import atomic_write_text, read_json_object
 from axoneme.lab.topology import (
     ENV_MARK,
     LAB_DIR,
@@ -82,11 +82,7 @@ def _write_state() -> None:
 
 
 def read_world_state() -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(world_state_file().read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data
+    return read_json_object(world_state_file())
 
 
 def status_line() -> str:

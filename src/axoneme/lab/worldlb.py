@@ -42,7 +42,7 @@ from pyroute2 import NetlinkError
 from axoneme.datapath.linux.netdev import netlink_in
 from axoneme.k8s.errors import ValidationError
 from axoneme.k8s.service import Service, parse_service
-from axoneme.kit.files import atomic_write_text
+from axoneme.kit.files import atomic_write_text, read_json_object
 from axoneme.kit.netns import socket_in
 from axoneme.lab.topology import LAB_DIR, LB_IP_POOL, WORLD_NETNS
 from axoneme.store.informer import run_informer
@@ -306,11 +306,7 @@ class WorldLoadBalancer:
 
 
 def read_state() -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(state_file().read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data
+    return read_json_object(state_file())
 
 
 def status_lines() -> list[str]:
