@@ -54,6 +54,7 @@ struct pkt {
 	__u32 csum_off; /* offset of the L4 checksum */
 	__u32 csum_flags;
 	__u32 has_l4;	/* 0 for a non-first fragment: no ports or L4 checksum in it */
+	__u8 tcp_flags; /* tcphdr byte 13 (0: not TCP, or no L4 header) */
 };
 
 /* Ports of fragmented datagrams crossing the node's device, by their first
@@ -118,6 +119,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	if (ip->protocol == IPPROTO_TCP) {
 		p->csum_off = p->l4 + offsetof(struct tcphdr, check);
 		p->csum_flags = 0;
+		if (bpf_skb_load_bytes(skb, p->l4 + 13, &p->tcp_flags, 1))
+			return -1;
 	} else {
 		p->csum_off = p->l4 + offsetof(struct udphdr, check);
 		p->csum_flags = BPF_F_MARK_MANGLED_0; /* a zero UDP checksum stays zero */
@@ -217,10 +220,12 @@ static __always_inline int dsr_restore(struct __sk_buff *skb)
 	void *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct lb_nat_key rkey = {};
-	struct lb_nat rev = {};
+	struct lb_nat rev = {}, *old;
 	struct dsr_opt opt;
 	struct iphdr *ip;
 	__u16 *ports, w0, tot_len;
+	__u8 tcp_flags = 0;
+	__u32 now;
 	__s64 sum;
 
 	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
@@ -233,6 +238,11 @@ static __always_inline int dsr_restore(struct __sk_buff *skb)
 	ports = (void *)ip + sizeof(*ip) + DSR_OPT_LEN;
 	if ((void *)(ports + 2) > end)
 		return 0;
+	if (ip->protocol == IPPROTO_TCP) {
+		if ((void *)ports + 14 > end)
+			return 0;
+		tcp_flags = ((__u8 *)ports)[13];
+	}
 	__builtin_memcpy(&opt, (void *)(ip + 1), sizeof(opt));
 	if (opt.type != DSR_OPT_TYPE || opt.len != DSR_OPT_LEN)
 		return 0;
@@ -245,9 +255,23 @@ static __always_inline int dsr_restore(struct __sk_buff *skb)
 	rev.sport = opt.port;
 	rev.daddr = ip->saddr;
 	rev.dport = ports[0];
-	rev.flags = NAT_F_EGRESS;
-	if (bpf_map_update_elem(&axo_lb_nat, &rkey, &rev, BPF_ANY))
+	now = nat_now();
+	rev.flags = NAT_F_EGRESS | nat_state_flags(rkey.proto, tcp_flags);
+	rev.last_seen = now;
+	/* The flow's live entry is refreshed (written once a second at most);
+	 * a new one, or one after a dead one, is written whole. */
+	old = bpf_map_lookup_elem(&axo_lb_nat, &rkey);
+	if (old && old->saddr == rev.saddr && old->sport == rev.sport && old->daddr == rev.daddr &&
+	    old->dport == rev.dport && (old->flags & NAT_F_EGRESS) &&
+	    !nat_expired(old, rkey.proto, now) &&
+	    !((old->flags & NAT_F_CLOSING) && nat_pure_syn(rkey.proto, tcp_flags))) {
+		if (old->last_seen != now || (old->flags & rev.flags) != rev.flags) {
+			old->last_seen = now;
+			old->flags |= rev.flags;
+		}
+	} else if (bpf_map_update_elem(&axo_lb_nat, &rkey, &rev, BPF_ANY)) {
 		return -1;
+	}
 	sum = bpf_csum_diff((__be32 *)&opt, sizeof(opt), 0, 0, 0);
 	if (sum < 0 || ip_head(skb, &w0, &tot_len) ||
 	    ip_resize(skb, w0, tot_len, bpf_htons(bpf_ntohs(w0) - 0x0200),
@@ -340,18 +364,16 @@ static __always_inline int reject_no_backend(struct __sk_buff *skb, const struct
  * answer when it deserves one. */
 static __always_inline int no_backend(struct __sk_buff *skb, const struct pkt *p)
 {
-	__u8 flags = 0;
-
-	if (p->has_l4 && p->t.proto == IPPROTO_TCP)
-		bpf_skb_load_bytes(skb, p->l4 + 13, &flags, 1); /* tcphdr byte 13: the flags */
-	nodeport_no_backend_event(&p->t, flags, skb->ifindex, skb->len);
-	if (!p->has_l4 || !nodeport_rejects(&p->t, flags) || reject_no_backend(skb, p))
+	nodeport_no_backend_event(&p->t, p->tcp_flags, skb->ifindex, skb->len);
+	if (!p->has_l4 || !nodeport_rejects(&p->t, p->tcp_flags) || reject_no_backend(skb, p))
 		return TC_ACT_SHOT;
 	return bpf_redirect(skb->ifindex, 0);
 }
 
-/* A new flow to a frontend: choose a backend, write both NAT entries. */
-static __always_inline int new_flow(struct __sk_buff *skb, const struct pkt *p)
+/* A new flow to a frontend (or one whose entry is dead, *stale): choose a
+ * backend, write both NAT entries. */
+static __always_inline int new_flow(struct __sk_buff *skb, const struct pkt *p,
+				    const struct lb_nat *stale)
 {
 	const struct lb_backend *be = 0;
 	struct lb_nat fwd = {};
@@ -361,7 +383,7 @@ static __always_inline int new_flow(struct __sk_buff *skb, const struct pkt *p)
 		return TC_ACT_OK;
 	if (ret < 0 || !be)
 		return no_backend(skb, p);
-	if (nodeport_commit(&p->t, be, &fwd))
+	if (nodeport_commit(&p->t, p->tcp_flags, stale, be, &fwd))
 		return TC_ACT_SHOT;
 	return rewrite(skb, p, &fwd);
 }
@@ -369,6 +391,7 @@ static __always_inline int new_flow(struct __sk_buff *skb, const struct pkt *p)
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
+	struct lb_nat stale = {};
 	const struct lb_nat *n;
 	struct pkt p = {};
 	int dsr = dsr_restore(skb);
@@ -377,24 +400,25 @@ int from_netdev(struct __sk_buff *skb)
 		return dsr > 0 ? TC_ACT_OK : TC_ACT_SHOT;
 	if (parse(skb, &p))
 		return TC_ACT_OK;
-	n = bpf_map_lookup_elem(&axo_lb_nat, &p.t);
+	n = nodeport_lookup(&p.t, p.tcp_flags, &stale);
 	if (n && (n->flags & NAT_F_INGRESS)) {
 		struct lb_nat copy = *n;
 
 		return rewrite(skb, &p, &copy);
 	}
-	return new_flow(skb, &p);
+	return new_flow(skb, &p, &stale);
 }
 
 SEC("tc")
 int to_netdev(struct __sk_buff *skb)
 {
+	struct lb_nat stale = {};
 	const struct lb_nat *n;
 	struct pkt p = {};
 
 	if (parse(skb, &p))
 		return TC_ACT_OK;
-	n = bpf_map_lookup_elem(&axo_lb_nat, &p.t);
+	n = nodeport_lookup(&p.t, p.tcp_flags, &stale);
 	if (n && (n->flags & NAT_F_EGRESS)) {
 		struct lb_nat copy = *n;
 

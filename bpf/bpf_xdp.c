@@ -188,13 +188,13 @@ int xdp_nodeport(struct xdp_md *ctx)
 	struct bpf_fib_lookup fib = {};
 	const struct lb_backend *be = 0;
 	const struct lb_nat *found;
-	struct lb_nat n = {};
+	struct lb_nat n = {}, stale = {};
 	struct xpkt p = {};
 	int ret;
 
 	if (parse(ctx, &p))
 		return XDP_PASS;
-	found = bpf_map_lookup_elem(&axo_lb_nat, &p.t);
+	found = nodeport_lookup(&p.t, p.tcp_flags, &stale);
 	if (found) {
 		if (!(found->flags & NAT_F_INGRESS))
 			return XDP_PASS;
@@ -226,7 +226,7 @@ int xdp_nodeport(struct xdp_md *ctx)
 		if (!node_ip || nodeport_dsr() || route(ctx, &p, *node_ip, be->ip, &fib))
 			return count(XDP_STAT_TO_TC, XDP_PASS);
 	}
-	if (nodeport_commit(&p.t, be, &n))
+	if (nodeport_commit(&p.t, p.tcp_flags, &stale, be, &n))
 		return count(XDP_STAT_DROPPED, XDP_DROP);
 	if (!(n.flags & NAT_F_REDIRECT)) {
 		rewrite(&p, &n);

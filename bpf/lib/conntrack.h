@@ -23,13 +23,8 @@
 #include "drop.h"
 #include "parse.h"
 
-#define NSEC_PER_SEC 1000000000ULL
-
-/* Lifetimes after the last packet (Cilium's defaults). */
-#define CT_LIFETIME_TCP (21600ULL * NSEC_PER_SEC) /* established TCP */
-#define CT_SYN_TIMEOUT (60ULL * NSEC_PER_SEC)	   /* TCP without a reply yet */
-#define CT_LIFETIME_NONTCP (60ULL * NSEC_PER_SEC)
-#define CT_CLOSE_TIMEOUT (10ULL * NSEC_PER_SEC)    /* after FIN or RST */
+/* Lifetimes after the last packet: CT_LIFETIME_TCP and co. */
+#include "lifetime.h"
 
 /* A new one of these flags on a connection is worth a TRACE event. */
 #define CT_TRACE_FLAGS (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)

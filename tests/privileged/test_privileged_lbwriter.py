@@ -1,6 +1,7 @@
 """The service map writer on real pinned maps (bpf_sock.o's): incremental changes
 leave the kernel's maps exactly as a full recompute says, a restarted writer adopts
-them and writes nothing, and a resync after a restart removes what is stale."""
+them and writes nothing, a resync after a restart removes what is stale, and a
+backend that leaves every service takes its north-south NAT entries along."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from axoneme.datapath.linux import socklb
+from axoneme.datapath.linux import hostlb, socklb
+from axoneme.datapath.linux.lbmaps import NAT_F_INGRESS, NAT_F_REDIRECT, Nat, NatKey
 from axoneme.datapath.linux.lbprogram import WRITE_ORDER, ids_of, program
 from axoneme.datapath.linux.lbwriter import LBWriter
 from axoneme.datapath.linux.loader import Datapath
+from axoneme.datapath.linux.maps import NatMap
 from axoneme.loadbalancer.state import BackendAddr, Frontend
 from privileged.bpfenv import require_datapath
 
@@ -111,3 +114,37 @@ def test_a_half_written_change_is_converged_by_the_next_full_sync(pin_dir: Path)
         assert in_kernel(again) == oracle.maps
     finally:
         again.close()
+
+
+def test_removed_backends_take_their_nat_entries(pin_dir: Path) -> None:
+    """A backend that leaves every service loses its axo_lb_nat entries (forward
+    and reverse); a terminating one, and other backends, keep theirs."""
+    hostlb.load(pin_dir)  # bpf_host.o pins axo_lb_nat next to the service maps
+    a, b = BackendAddr("10.42.0.1", 8080, "TCP"), BackendAddr("10.42.0.2", 8080, "TCP")
+
+    def fe(*backends: BackendAddr) -> Frontend:
+        active = tuple(x for x in backends if not x.terminating) or backends
+        return Frontend("10.99.0.1", 30080, "TCP", "NodePort", "demo/np", "http", backends,
+                        active, "random", 0)  # fmt: skip
+
+    def flow(sport: int, be: BackendAddr) -> list[tuple[NatKey, Nat]]:
+        fwd = NatKey("203.0.113.7", "10.99.0.1", sport, 30080, 6)
+        to = Nat("10.99.0.9", be.ip, sport, be.port, NAT_F_INGRESS | NAT_F_REDIRECT, 1)
+        back = Nat("10.99.0.1", "203.0.113.7", 30080, sport, NAT_F_INGRESS | NAT_F_REDIRECT, 1)
+        return [(fwd, to), (to.partner(fwd), back)]
+
+    writer = LBWriter.open(pin_dir)
+    try:
+        writer.sync([fe(a, b)], MAGLEV)
+        with NatMap.open(pin_dir) as nat:
+            for k, v in [*flow(40001, a), *flow(40002, b)]:
+                nat.set(k, v)
+            # a terminating: still in the maps, its flows keep their entries.
+            writer.sync([fe(BackendAddr(a.ip, a.port, "TCP", terminating=True), b)], MAGLEV)
+            assert len(nat.items()) == 4
+            writer.apply({fe(b).key: fe(b)})  # a gone
+            assert dict(nat.items()) == dict(flow(40002, b))
+            writer.sync([], MAGLEV)  # b gone too
+            assert nat.items() == []
+    finally:
+        writer.close()

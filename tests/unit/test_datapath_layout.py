@@ -34,11 +34,11 @@ def _need(tool: str) -> None:
 
 
 @cache
-def btf_structs() -> dict[str, tuple[int, list[tuple[str, int, int]]]]:
+def btf_structs(obj: str = "bpf_lxc.o") -> dict[str, tuple[int, list[tuple[str, int, int]]]]:
     """struct name -> (size, [(member, byte offset, byte size)]) from the object's BTF."""
-    subprocess.run(["make", "-s", "-C", str(BPF), "build/bpf_lxc.o"], check=True)
+    subprocess.run(["make", "-s", "-C", str(BPF), f"build/{obj}"], check=True)
     dump = subprocess.run(
-        ["bpftool", "-j", "btf", "dump", "file", str(BPF / "build/bpf_lxc.o"), "format", "raw"],
+        ["bpftool", "-j", "btf", "dump", "file", str(BPF / "build" / obj), "format", "raw"],
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     types: dict[int, dict[str, Any]] = {t["id"]: t for t in json.loads(dump)["types"]}

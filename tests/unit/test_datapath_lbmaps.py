@@ -1,5 +1,6 @@
-"""The load-balancing map twins: packing round trips, and axo_lb_xlate's entries
-laid out as bpf/lib/lbxlate.h's structs in bpf_lxc.o's BTF."""
+"""The load-balancing map twins: packing round trips, axo_lb_xlate's entries laid
+out as bpf/lib/lbxlate.h's structs in bpf_lxc.o's BTF, and axo_lb_nat's as
+bpf/lib/nodeport.h's in bpf_host.o's."""
 
 from __future__ import annotations
 
@@ -10,8 +11,14 @@ import pytest
 from axoneme.datapath.linux.lbmaps import (
     LB_XLATE_FWD,
     LB_XLATE_REV,
+    NAT_F_ESTABLISHED,
+    NAT_F_INGRESS,
+    NAT_KEY,
+    NAT_VALUE,
     XLATE_KEY,
     XLATE_VALUE,
+    Nat,
+    NatKey,
     Xlate,
     XlateKey,
 )
@@ -44,3 +51,35 @@ def test_xlate_structs_match_btf(
     _need("clang-19" if shutil.which("clang-19") else "clang")
     _need("bpftool")
     assert btf_structs()[c_name] == (size, members)
+
+
+def test_nat_entries_round_trip_in_network_order() -> None:
+    key = NatKey("203.0.113.7", "10.99.0.1", 40000, 30080, 6)
+    raw = key.pack()
+    assert raw[8:12] == (40000).to_bytes(2, "big") + (30080).to_bytes(2, "big")
+    assert NatKey.unpack(raw) == key
+    value = Nat("10.99.0.1", "10.0.1.5", 40000, 8080, NAT_F_INGRESS | NAT_F_ESTABLISHED, 12345)
+    raw = value.pack()
+    assert raw[12:20] == (NAT_F_INGRESS | NAT_F_ESTABLISHED).to_bytes(4, "little") + (
+        12345
+    ).to_bytes(4, "little")
+    assert Nat.unpack(raw) == value
+    # The other entry of the pair: the value's tuple reversed.
+    assert value.partner(key) == NatKey("10.0.1.5", "10.99.0.1", 8080, 40000, 6)
+
+
+@pytest.mark.parametrize(
+    ("c_name", "size", "members"),
+    [
+        ("lb_nat_key", NAT_KEY.size,
+         [("saddr", 0, 4), ("daddr", 4, 4), ("sport", 8, 2), ("dport", 10, 2), ("proto", 12, 1),
+          ("pad", 13, 3)]),
+        ("lb_nat", NAT_VALUE.size,
+         [("saddr", 0, 4), ("daddr", 4, 4), ("sport", 8, 2), ("dport", 10, 2), ("flags", 12, 4),
+          ("last_seen", 16, 4)]),
+    ],
+)  # fmt: skip
+def test_nat_structs_match_btf(c_name: str, size: int, members: list[tuple[str, int, int]]) -> None:
+    _need("clang-19" if shutil.which("clang-19") else "clang")
+    _need("bpftool")
+    assert btf_structs("bpf_host.o")[c_name] == (size, members)

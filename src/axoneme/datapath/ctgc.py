@@ -1,4 +1,5 @@
-"""Conntrack garbage collection: remove ``axo_ct`` entries whose lifetime has passed.
+"""Conntrack garbage collection: remove ``axo_ct`` and ``axo_lb_nat`` entries whose
+lifetime has passed.
 
 The datapath treats an expired entry as a miss and overwrites it, and the
 LRU evicts under pressure, but neither frees the entries of connections that
@@ -6,6 +7,11 @@ simply stopped: they sit in the map until pressure comes, hiding how many
 connections are really live. This walk removes them. The lifetimes mirror
 ``bpf/lib/conntrack.h`` (``ct_lifetime``); ``last_seen_ns`` is
 ``bpf_ktime_get_ns()``, i.e. CLOCK_MONOTONIC, which ``time.monotonic_ns()`` reads.
+
+The north-south NAT entries (``bpf/lib/nodeport.h``) have the same lifetimes,
+kept in whole seconds of that clock (``nat_lifetime``/``nat_expired``): the
+datapath already treats an expired one as absent, so deleting it changes no
+flow and frees its SNAT port and LRU slot.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import socket
 import time
 from dataclasses import dataclass
 
-from axoneme.datapath.linux.maps import CtKey, CTMap, CtValue
+from axoneme.datapath.linux.lbmaps import NAT_F_CLOSING, NAT_F_ESTABLISHED, Nat, NatKey
+from axoneme.datapath.linux.maps import CtKey, CTMap, CtValue, NatMap
 
 NSEC_PER_SEC = 1_000_000_000
 CT_LIFETIME_TCP = 21600 * NSEC_PER_SEC  # established TCP
@@ -35,6 +42,23 @@ def expired(key: CtKey, value: CtValue, now_ns: int) -> bool:
     """As the datapath decides it (another CPU may have stored a later timestamp)."""
     last = value.last_seen_ns
     return now_ns > last and now_ns - last > lifetime_ns(value, key.proto)
+
+
+def nat_lifetime_s(value: Nat, proto: int) -> int:
+    """As ``nat_lifetime`` in bpf/lib/nodeport.h, in seconds."""
+    if value.flags & NAT_F_CLOSING:
+        return CT_CLOSE_TIMEOUT // NSEC_PER_SEC
+    if proto != socket.IPPROTO_TCP:
+        return CT_LIFETIME_NONTCP // NSEC_PER_SEC
+    if value.flags & NAT_F_ESTABLISHED:
+        return CT_LIFETIME_TCP // NSEC_PER_SEC
+    return CT_SYN_TIMEOUT // NSEC_PER_SEC
+
+
+def nat_expired(key: NatKey, value: Nat, now_ns: int) -> bool:
+    """As the datapath decides it, on whole seconds (``nat_expired``)."""
+    now = now_ns // NSEC_PER_SEC
+    return now > value.last_seen and now - value.last_seen > nat_lifetime_s(value, key.proto)
 
 
 @dataclass(frozen=True)
@@ -58,6 +82,26 @@ def collect(ct: CTMap, now_ns: int | None = None) -> GCResult:
         if current is None:
             continue  # evicted or overwritten meanwhile
         if expired(key, current, now) and ct.delete(key):
+            deleted += 1
+        else:
+            alive += 1
+    return GCResult(alive, deleted, time.perf_counter() - started)
+
+
+def collect_nat(nat: NatMap, now_ns: int | None = None) -> GCResult:
+    """One pass over ``axo_lb_nat``, re-reading each entry before its delete as
+    :func:`collect` does (a flow refreshed during the walk keeps its entries)."""
+    started = time.perf_counter()
+    now = time.monotonic_ns() if now_ns is None else now_ns
+    alive = deleted = 0
+    for key, value in nat.items():
+        if not nat_expired(key, value, now):
+            alive += 1
+            continue
+        current = nat.get(key)
+        if current is None:
+            continue
+        if nat_expired(key, current, now) and nat.delete(key):
             deleted += 1
         else:
             alive += 1

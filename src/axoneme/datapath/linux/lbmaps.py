@@ -29,6 +29,15 @@ __all__ = [
     "LB_SCOPE_INT",
     "LB_XLATE_FWD",
     "LB_XLATE_REV",
+    "NAT_F_CLOSING",
+    "NAT_F_DSR",
+    "NAT_F_EGRESS",
+    "NAT_F_ESTABLISHED",
+    "NAT_F_INGRESS",
+    "NAT_F_REDIRECT",
+    "NAT_KEY",
+    "NAT_MAP",
+    "NAT_VALUE",
     "PROTO_NAMES",
     "PROTO_NUMBERS",
     "REVNAT_KEY",
@@ -40,6 +49,8 @@ __all__ = [
     "XLATE_MAP",
     "XLATE_VALUE",
     "Backend",
+    "Nat",
+    "NatKey",
     "SvcKey",
     "SvcValue",
     "Xlate",
@@ -92,6 +103,17 @@ MAGLEV_VALUE = struct.Struct(f"={LB_MAGLEV_MAX}I")
 XLATE_MAP = "axo_lb_xlate"
 XLATE_KEY = struct.Struct("=4s4sHHBxxx")
 XLATE_VALUE = struct.Struct("=4sIBxxx")
+# axo_lb_nat (bpf/lib/nodeport.h): north-south translations, pinned by bpf_host.o.
+NAT_MAP = "axo_lb_nat"
+NAT_KEY = struct.Struct("=4s4sHHBxxx")  # saddr, daddr, sport, dport (NBO), proto
+NAT_VALUE = struct.Struct("=4s4sHHII")  # saddr, daddr, sport, dport (NBO), flags, last_seen
+NAT_F_INGRESS = 1 << 0
+NAT_F_EGRESS = 1 << 1
+NAT_F_REDIRECT = 1 << 2
+NAT_F_DSR = 1 << 3
+NAT_F_ESTABLISHED = 1 << 4  # a TCP segment without SYN passed
+NAT_F_CLOSING = 1 << 5  # a TCP FIN or RST passed
+
 LB_XLATE_FWD = 1  # client -> frontend: the destination becomes the backend
 LB_XLATE_REV = 2  # backend -> client: the source becomes the frontend
 
@@ -230,3 +252,69 @@ class Xlate:
     def unpack(cls, raw: bytes) -> Xlate:
         addr, backend_id, direction = XLATE_VALUE.unpack(raw)
         return cls(socket.inet_ntoa(addr), backend_id, direction)
+
+
+@dataclass(frozen=True, order=True)
+class NatKey:
+    """A packet's 5-tuple as ``axo_lb_nat`` keys it."""
+
+    saddr: str
+    daddr: str
+    sport: int
+    dport: int
+    proto: int
+
+    def pack(self) -> bytes:
+        return NAT_KEY.pack(
+            socket.inet_aton(self.saddr),
+            socket.inet_aton(self.daddr),
+            _nport(self.sport),
+            _nport(self.dport),
+            self.proto,
+        )
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> NatKey:
+        saddr, daddr, sport, dport, proto = NAT_KEY.unpack(raw)
+        return cls(
+            socket.inet_ntoa(saddr), socket.inet_ntoa(daddr), _hport(sport), _hport(dport), proto
+        )
+
+
+@dataclass(frozen=True)
+class Nat:
+    """What the keyed packet's addresses become (``NAT_F_*`` flags), and when the
+    flow was last seen (seconds of CLOCK_MONOTONIC)."""
+
+    saddr: str
+    daddr: str
+    sport: int
+    dport: int
+    flags: int
+    last_seen: int
+
+    def pack(self) -> bytes:
+        return NAT_VALUE.pack(
+            socket.inet_aton(self.saddr),
+            socket.inet_aton(self.daddr),
+            _nport(self.sport),
+            _nport(self.dport),
+            self.flags,
+            self.last_seen,
+        )
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> Nat:
+        saddr, daddr, sport, dport, flags, last_seen = NAT_VALUE.unpack(raw)
+        return cls(
+            socket.inet_ntoa(saddr),
+            socket.inet_ntoa(daddr),
+            _hport(sport),
+            _hport(dport),
+            flags,
+            last_seen,
+        )
+
+    def partner(self, key: NatKey) -> NatKey:
+        """The key of the other entry of the pair (forward <-> reverse)."""
+        return NatKey(self.daddr, self.saddr, self.dport, self.sport, key.proto)

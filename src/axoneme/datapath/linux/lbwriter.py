@@ -11,24 +11,60 @@ datapath never follows a reference to something not written yet.
 every resync); :meth:`LBWriter.apply` changes only the frontends named, at a
 cost proportional to them (the agent's path for each Service or
 EndpointSlice change).
+
+A backend (address, port, protocol) that leaves every service takes its
+north-south NAT entries with it (``axo_lb_nat``, when the node has one: the
+forward entries translating to it and the reverse entries keyed by it), so a
+client still talking to it chooses a live backend with its next packet
+instead of hanging, as Cilium re-selects when a flow's backend is gone.
+Terminating backends stay in the maps, and so do their flows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from axoneme.datapath.linux import bpfsys
-from axoneme.datapath.linux.lbmaps import LB_MAP_NAMES
+from axoneme.datapath.linux.lbmaps import BACKEND, LB_MAP_NAMES, NAT_F_INGRESS, NAT_MAP
 from axoneme.datapath.linux.lbprogram import WRITE_ORDER, FrontendRef, Ids, Settings
 from axoneme.datapath.linux.lbstate import LBState, Plan, ids_in
 from axoneme.loadbalancer.state import Frontend
 
-__all__ = ["LBWriter", "SyncStats"]
+__all__ = ["LBWriter", "SyncStats", "backend_addrs", "nat_keys_to"]
+
+log = logging.getLogger(__name__)
 
 _BATCH = 4096
+_U16 = struct.Struct("=H")
+_U32 = struct.Struct("=I")
+
+# A backend as NAT entries name it: address, port and protocol, as stored.
+BackendAddr = tuple[bytes, int, int]
+
+
+def backend_addrs(backends: Mapping[bytes, bytes]) -> set[BackendAddr]:
+    """The (address, port, protocol) of each ``axo_lb_backend`` value."""
+    return {(ip, port, proto) for ip, port, proto, _, _ in map(BACKEND.unpack, backends.values())}
+
+
+def nat_keys_to(entries: Iterable[tuple[bytes, bytes]], gone: set[BackendAddr]) -> list[bytes]:
+    """The ``axo_lb_nat`` keys of flows to these backends: forward entries that
+    translate to one (struct lb_nat daddr/dport), reverse entries keyed by one
+    (its replies: struct lb_nat_key saddr/sport)."""
+    out = []
+    for key, value in entries:
+        proto = key[12]
+        if (key[0:4], _U16.unpack_from(key, 8)[0], proto) in gone or (
+            _U32.unpack_from(value, 12)[0] & NAT_F_INGRESS
+            and (value[4:8], _U16.unpack_from(value, 10)[0], proto) in gone
+        ):
+            out.append(key)
+    return out
 
 
 @dataclass(frozen=True)
@@ -42,8 +78,9 @@ class SyncStats:
 class LBWriter:
     """The pinned load-balancing maps of one node, and what they hold."""
 
-    def __init__(self, maps: Mapping[str, bpfsys.BpfMap]) -> None:
+    def __init__(self, maps: Mapping[str, bpfsys.BpfMap], pin_dir: Path | None = None) -> None:
         self._maps = dict(maps)
+        self._pin_dir = pin_dir  # where axo_lb_nat is, once bpf_host.o pinned it
         self.maglev_cache: dict[tuple[object, ...], bytes] = {}
         self.state = LBState(self._read())
 
@@ -53,7 +90,7 @@ class LBWriter:
         try:
             for name in LB_MAP_NAMES:
                 maps[name] = bpfsys.BpfMap.open_pinned(pin_dir / name)
-            return cls(maps)
+            return cls(maps, pin_dir)
         except BaseException:
             for m in maps.values():
                 m.close()
@@ -109,13 +146,29 @@ class LBWriter:
                 self.state.reset(self._read())
             self.state.settings = None  # even when the maps could not be read
             raise
+        before = backend_addrs(self.state.current["axo_lb_backend"])
         self.state.commit(plan)
         current = self.state.current
+        gone = before - backend_addrs(current["axo_lb_backend"])
+        if gone:
+            self.purge_nat(gone)
         if len(self.maglev_cache) > 4 * max(len(current["axo_lb_maglev"]), 16):
             self.maglev_cache.clear()  # bounded: old backend sets are not coming back
         return SyncStats(
             plan.written, plan.deleted, len(current["axo_lb_svc"]), len(current["axo_lb_backend"])
         )
+
+    def purge_nat(self, gone: set[BackendAddr]) -> int:
+        """Delete the NAT entries of flows to these backends; how many went. A
+        failure is logged: the entries then expire (or the GC takes them)."""
+        if self._pin_dir is None or not (self._pin_dir / NAT_MAP).exists():
+            return 0
+        try:
+            with bpfsys.BpfMap.open_pinned(self._pin_dir / NAT_MAP) as nat:
+                return sum(nat.delete(k) for k in nat_keys_to(nat.lookup_batch(), gone))
+        except OSError as exc:
+            log.warning("NAT entries of removed backends: %s", exc)
+            return 0
 
     def _read(self) -> dict[str, dict[bytes, bytes]]:
         out = {}

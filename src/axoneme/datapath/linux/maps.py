@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from axoneme.datapath.linux.bpfsys import BPF_ANY, BpfMap
+from axoneme.datapath.linux.lbmaps import NAT_MAP, Nat, NatKey
 from axoneme.datapath.portsets import PortsEntry, check_entry, port_verdicts
 from axoneme.policy.types import PortVerdicts
 
@@ -52,6 +53,7 @@ __all__ = [
     "LxcMap",
     "Metric",
     "MetricsMap",
+    "NatMap",
     "PolicyCIDRKey",
     "PolicyCIDRMap",
     "PolicyKey",
@@ -701,6 +703,25 @@ class CTMap(_PinnedMap):
             # An entry expired or was evicted between the walk and the delete.
             return sum(self.raw.delete(k) for k in keys) + self.raw.clear()
         return len(keys)
+
+
+class NatMap(_PinnedMap):
+    """``axo_lb_nat`` (bpf/lib/nodeport.h): north-south NAT entries, pinned by bpf_host.o."""
+
+    NAME = NAT_MAP
+
+    def get(self, key: NatKey) -> Nat | None:
+        raw = self.raw.lookup(key.pack())
+        return Nat.unpack(raw) if raw is not None else None
+
+    def items(self) -> list[tuple[NatKey, Nat]]:
+        return [(NatKey.unpack(k), Nat.unpack(v)) for k, v in self.raw.lookup_batch()]
+
+    def set(self, key: NatKey, value: Nat) -> None:
+        self.raw.update(key.pack(), value.pack())
+
+    def delete(self, key: NatKey) -> bool:
+        return self.raw.delete(key.pack())
 
 
 class MetricsMap(_PinnedMap):
