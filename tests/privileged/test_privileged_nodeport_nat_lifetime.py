@@ -8,6 +8,11 @@ entry, or a closing one hit by a new SYN, is replaced by a new selection (its
 old reverse entry goes); a live one keeps its backend and is refreshed, with its
 partner; stale SNAT reverse entries no longer lock a client's ports. The GC
 (datapath/ctgc.py ``collect_nat``) then runs on the same real map.
+
+Then a 2-node lab: a world client served by backend A from a fixed source
+port (TCP and UDP) is served by B from the same port once A's pod is deleted,
+and node1's NAT entries of A are gone (the agent's purge), where before they
+sent the reused port to the deleted pod.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,8 +46,23 @@ from axoneme.datapath.linux.lbmaps import (
 )
 from axoneme.datapath.linux.maps import IPCacheValue, NatMap
 from axoneme.kit.netns import entered
+from axoneme.lab.topology import BPF_PIN_ROOT
 from axoneme.metrics import REGISTRY
 from privileged.bpfenv import private_datapath
+from privileged.helpers import (
+    apply,
+    ax,
+    manifest,
+    namespace,
+    node_ips,
+    node_port_service,
+    pod_manifest,
+    pods,
+    wait_for,
+    wait_pods,
+    world_http,
+    world_udp,
+)
 from privileged.test_privileged_datapath_progrun import skb_ctx, tcp, udp
 
 pytestmark = pytest.mark.privileged
@@ -271,3 +292,51 @@ def test_gc_deletes_expired_entries_only(nat: Env) -> None:
     assert sample("axoneme_datapath_nat_gc_entries", {"status": "deleted"}) == 2
     assert sample("axoneme_datapath_nat_gc_entries", {"status": "alive"}) == 4
     assert sample("axoneme_datapath_nat_gc_runs_total") == runs + 1
+
+
+# ---- the lab: a world client reusing its source port -------------------------------
+
+NS = "np-natlife"
+HTTP, DNS = 31780, 31753
+
+
+def web(name: str) -> dict[str, Any]:
+    return pod_manifest(NS, name, "node2", {"app": "web"}, [(8080, "TCP"), (5353, "UDP")])
+
+
+def nat_entries_of(node: str, ip: str) -> list[tuple[NatKey, Nat]]:
+    """node's axo_lb_nat entries of flows to ip: translating to it, or keyed by it."""
+    with NatMap.open(BPF_PIN_ROOT / node) as m:
+        return [
+            (k, v)
+            for k, v in m.items()
+            if k.saddr == ip or (v.flags & NAT_F_INGRESS and v.daddr == ip)
+        ]
+
+
+@pytest.mark.lab
+def test_a_reused_client_port_follows_the_service_not_a_deleted_backend(
+    lab: dict[str, Any],
+) -> None:
+    apply(namespace(NS), web("web-a"), node_port_service(NS, "web", {"app": "web"}, HTTP, DNS))
+    a_ip = wait_pods(NS, {"web-a"})["web-a"]["status"]["podIP"]
+    node1 = node_ips(lab)["node1"]  # the backends are on node2: SNAT from node1
+    wait_for(lambda: world_http(node1, HTTP)["name"] == "web-a", 30, "the NodePort serving web-a")
+    assert world_http(node1, HTTP, bind_port=47001)["name"] == "web-a"
+    assert world_udp(node1, DNS, b"one", bind_port=47002)[0] == b"one"
+    # Both flows' forward entries translate to A (the wait's flows have entries too).
+    assert {(k.sport, k.proto) for k, _ in nat_entries_of("node1", a_ip)} >= {
+        (47001, TCP),
+        (47002, UDP),
+    }
+
+    apply(web("web-b"))
+    wait_pods(NS, {"web-a", "web-b"})
+    ax("delete", "-f", "-", stdin=manifest(web("web-a")))
+    # The agent deleted A's entries as A left the service (the UDP one was live).
+    wait_for(lambda: not nat_entries_of("node1", a_ip), 30, "web-a's NAT entries purged")
+    wait_for(lambda: "web-a" not in pods(NS), 30, "web-a deleted")
+    # The same source ports: a new choice, which can only be web-b.
+    assert world_http(node1, HTTP, bind_port=47001, timeout=3)["name"] == "web-b"
+    assert world_udp(node1, DNS, b"two", bind_port=47002, timeout=3)[0] == b"two"
+    ax("delete", "-f", "-", stdin=manifest(namespace(NS)), check=False)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, Gauge
 
 from axoneme.datapath.ctgc import GCResult, collect, collect_nat
+from axoneme.datapath.linux.lbmaps import NAT_VALUE
 from axoneme.datapath.linux.maps import CTMap, NatMap
 from axoneme.metrics import REGISTRY
 
@@ -66,10 +67,13 @@ def collect_pinned(pin_dir: Path) -> GCResult:
 
 
 def collect_nat_pinned(pin_dir: Path) -> GCResult | None:
-    """One pass over ``axo_lb_nat``; None when the node has none (NodePort off)."""
+    """One pass over ``axo_lb_nat``; None when the node has none (NodePort off), or
+    an older one without lifetimes (adopted from before they existed)."""
     if not (pin_dir / NatMap.NAME).exists():
         return None
     with NatMap.open(pin_dir) as nat:
+        if nat.raw.value_bytes != NAT_VALUE.size:
+            return None
         return collect_nat(nat)
 
 
