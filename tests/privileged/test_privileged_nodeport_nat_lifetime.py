@@ -63,6 +63,7 @@ from privileged.helpers import (
     world_http,
     world_udp,
 )
+from privileged.scrape import scrape, value
 from privileged.test_privileged_datapath_progrun import skb_ctx, tcp, udp
 
 pytestmark = pytest.mark.privileged
@@ -339,4 +340,10 @@ def test_a_reused_client_port_follows_the_service_not_a_deleted_backend(
     # The same source ports: a new choice, which can only be web-b.
     assert world_http(node1, HTTP, bind_port=47001, timeout=3)["name"] == "web-b"
     assert world_udp(node1, DNS, b"two", bind_port=47002, timeout=3)[0] == b"two"
+    # The agent's GC walks node1's NAT map too (every 30 s, the first at start).
+    wait_for(
+        lambda: (value(scrape(node1), "axoneme_datapath_nat_gc_runs_total") or 0) >= 1,
+        40,
+        "node1's agent reporting a NAT GC run",
+    )
     ax("delete", "-f", "-", stdin=manifest(namespace(NS)), check=False)
