@@ -18,10 +18,16 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from axoneme.datapath.linux.lbmaps import NAT_F_CLOSING, NAT_F_ESTABLISHED, Nat, NatKey
 from axoneme.datapath.linux.maps import CtKey, CTMap, CtValue, NatMap
+
+K = TypeVar("K")
+V = TypeVar("V")
+V_co = TypeVar("V_co", covariant=True)
 
 NSEC_PER_SEC = 1_000_000_000
 CT_LIFETIME_TCP = 21600 * NSEC_PER_SEC  # established TCP
@@ -68,41 +74,37 @@ class GCResult:
     seconds: float
 
 
-def collect(ct: CTMap, now_ns: int | None = None) -> GCResult:
-    """One pass over the map. An entry is re-read right before its delete, so a
-    connection that sent a packet during the walk keeps its entry."""
+class _GCMap(Protocol[K, V_co]):
+    def items(self) -> Iterable[tuple[K, V_co]]: ...
+    def get(self, key: K) -> V_co | None: ...
+    def delete(self, key: K) -> bool: ...
+
+
+def _collect(m: _GCMap[K, V], dead: Callable[[K, V, int], bool], now_ns: int | None) -> GCResult:
+    """One pass over a map. An entry is re-read right before its delete, so a flow
+    that sent a packet during the walk keeps its entry."""
     started = time.perf_counter()
     now = time.monotonic_ns() if now_ns is None else now_ns
     alive = deleted = 0
-    for key, value in ct.items():
-        if not expired(key, value, now):
+    for key, value in m.items():
+        if not dead(key, value, now):
             alive += 1
             continue
-        current = ct.get(key)
+        current = m.get(key)
         if current is None:
             continue  # evicted or overwritten meanwhile
-        if expired(key, current, now) and ct.delete(key):
+        if dead(key, current, now) and m.delete(key):
             deleted += 1
         else:
             alive += 1
     return GCResult(alive, deleted, time.perf_counter() - started)
+
+
+def collect(ct: CTMap, now_ns: int | None = None) -> GCResult:
+    """One pass over ``axo_ct``."""
+    return _collect(ct, expired, now_ns)
 
 
 def collect_nat(nat: NatMap, now_ns: int | None = None) -> GCResult:
-    """One pass over ``axo_lb_nat``, re-reading each entry before its delete as
-    :func:`collect` does (a flow refreshed during the walk keeps its entries)."""
-    started = time.perf_counter()
-    now = time.monotonic_ns() if now_ns is None else now_ns
-    alive = deleted = 0
-    for key, value in nat.items():
-        if not nat_expired(key, value, now):
-            alive += 1
-            continue
-        current = nat.get(key)
-        if current is None:
-            continue
-        if nat_expired(key, current, now) and nat.delete(key):
-            deleted += 1
-        else:
-            alive += 1
-    return GCResult(alive, deleted, time.perf_counter() - started)
+    """One pass over ``axo_lb_nat``."""
+    return _collect(nat, nat_expired, now_ns)

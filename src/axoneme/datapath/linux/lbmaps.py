@@ -101,11 +101,13 @@ MAGLEV_VALUE = struct.Struct(f"={LB_MAGLEV_MAX}I")
 # saddr, daddr, sport, dport (NBO), proto -> addr (NBO), backend id, dir.
 # Only the endpoint objects define it, so it is not in LB_MAP_NAMES.
 XLATE_MAP = "axo_lb_xlate"
-XLATE_KEY = struct.Struct("=4s4sHHBxxx")
+# saddr, daddr, sport, dport (NBO), proto: the 5-tuple key of axo_lb_xlate and axo_lb_nat
+TUPLE_KEY = struct.Struct("=4s4sHHBxxx")
+XLATE_KEY = TUPLE_KEY
 XLATE_VALUE = struct.Struct("=4sIBxxx")
 # axo_lb_nat (bpf/lib/nodeport.h): north-south translations, pinned by bpf_host.o.
 NAT_MAP = "axo_lb_nat"
-NAT_KEY = struct.Struct("=4s4sHHBxxx")  # saddr, daddr, sport, dport (NBO), proto
+NAT_KEY = TUPLE_KEY
 NAT_VALUE = struct.Struct("=4s4sHHII")  # saddr, daddr, sport, dport (NBO), flags, last_seen
 NAT_F_INGRESS = 1 << 0
 NAT_F_EGRESS = 1 << 1
@@ -210,9 +212,9 @@ def unpack_maglev(raw: bytes, size: int) -> tuple[int, ...]:
     return tuple(MAGLEV_VALUE.unpack(raw)[:size])
 
 
-@dataclass(frozen=True)
-class XlateKey:
-    """A packet's 5-tuple as ``axo_lb_xlate`` keys it."""
+@dataclass(frozen=True, order=True)
+class TupleKey:
+    """A packet's 5-tuple as ``axo_lb_xlate`` and ``axo_lb_nat`` key it."""
 
     saddr: str
     daddr: str
@@ -221,7 +223,7 @@ class XlateKey:
     proto: int
 
     def pack(self) -> bytes:
-        return XLATE_KEY.pack(
+        return TUPLE_KEY.pack(
             socket.inet_aton(self.saddr),
             socket.inet_aton(self.daddr),
             _nport(self.sport),
@@ -230,11 +232,15 @@ class XlateKey:
         )
 
     @classmethod
-    def unpack(cls, raw: bytes) -> XlateKey:
-        saddr, daddr, sport, dport, proto = XLATE_KEY.unpack(raw)
+    def unpack(cls, raw: bytes) -> TupleKey:
+        saddr, daddr, sport, dport, proto = TUPLE_KEY.unpack(raw)
         return cls(
             socket.inet_ntoa(saddr), socket.inet_ntoa(daddr), _hport(sport), _hport(dport), proto
         )
+
+
+XlateKey = TupleKey
+NatKey = TupleKey
 
 
 @dataclass(frozen=True)
@@ -252,33 +258,6 @@ class Xlate:
     def unpack(cls, raw: bytes) -> Xlate:
         addr, backend_id, direction = XLATE_VALUE.unpack(raw)
         return cls(socket.inet_ntoa(addr), backend_id, direction)
-
-
-@dataclass(frozen=True, order=True)
-class NatKey:
-    """A packet's 5-tuple as ``axo_lb_nat`` keys it."""
-
-    saddr: str
-    daddr: str
-    sport: int
-    dport: int
-    proto: int
-
-    def pack(self) -> bytes:
-        return NAT_KEY.pack(
-            socket.inet_aton(self.saddr),
-            socket.inet_aton(self.daddr),
-            _nport(self.sport),
-            _nport(self.dport),
-            self.proto,
-        )
-
-    @classmethod
-    def unpack(cls, raw: bytes) -> NatKey:
-        saddr, daddr, sport, dport, proto = NAT_KEY.unpack(raw)
-        return cls(
-            socket.inet_ntoa(saddr), socket.inet_ntoa(daddr), _hport(sport), _hport(dport), proto
-        )
 
 
 @dataclass(frozen=True)
